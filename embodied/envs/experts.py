@@ -13,7 +13,7 @@ import numpy as np
 
 from embodied.envs.scene import PLATE_HALF_HEIGHT, World
 from embodied.envs.tabletop import TabletopEnv
-from embodied.envs.tasks import DIRECTIONS, Task
+from embodied.envs.tasks import DIRECTIONS, PUSH_DISTANCE, Task, success
 
 OPEN, CLOSED = -1.0, 1.0
 CLEAR = 0.16  # travel height of the grasp site above the table (m)
@@ -45,8 +45,9 @@ class ScriptedExpert:
         return np.clip(action, -1, 1).astype(np.float32)[None]
 
     # ---- motion primitives --------------------------------------------------------------------
-    def _move(self, goal, grip: float, yaw=None, tol: float = 0.006, max_steps: int = 60):
-        """Servo the grasp site to goal() (re-evaluated every step) until it is within tol."""
+    def _move(self, goal, grip: float, yaw=None, tol: float = 0.006, max_steps: int = 60, until=None):
+        """Servo the grasp site to goal() (re-evaluated every step) until it is within tol, or
+        until() holds when given."""
         ctrl, data = self.env.controller, self.env.world.data
         spec = self.env.action_spec
         for _ in range(max_steps):
@@ -55,7 +56,7 @@ class ScriptedExpert:
             delta = np.append(target - ctrl.target_pos, want_yaw - ctrl.target_yaw)
             action = np.append(np.clip(delta / np.asarray(spec.scale[:4]), -1, 1), grip)
             reached = np.linalg.norm(target - self.env.world.grasp_pos) < tol
-            if reached and abs(want_yaw - ctrl.yaw(data)) < 0.05:
+            if until() if until else reached and abs(want_yaw - ctrl.yaw(data)) < 0.05:
                 return
             yield action
 
@@ -68,19 +69,39 @@ class ScriptedExpert:
             yield np.array([0.0, 0.0, 0.0, 0.0, grip])
 
     def _grasp(self, task: Task, world: World):
+        """Grasp the task's object and lift it to travel height, retrying a missed grasp."""
         o = task.obj
         yaw = (lambda: world.yaw(o)) if o.shape == "cube" else None
-        yield from self._move(lambda: world.pos(o) + [0, 0, CLEAR - o.half], OPEN, yaw, tol=0.01)
-        yield from self._move(lambda: world.pos(o) + [0, 0, max(0.0, 0.022 - o.half)], OPEN, yaw, tol=0.004)
-        yield from self._wait(CLOSED, 6)
+        for _ in range(3):
+            yield from self._move(lambda: world.pos(o) + [0, 0, CLEAR - o.half], OPEN, yaw, tol=0.01)
+            yield from self._move(lambda: world.pos(o) + [0, 0, max(0.0, 0.022 - o.half)], OPEN, yaw,
+                                  tol=0.004)
+            yield from self._wait(CLOSED, 6)
+            yield from self._move(lambda: np.append(world.grasp_pos[:2], CLEAR), CLOSED, tol=0.01)
+            if world.grasped(o):
+                return
+            yield from self._wait(OPEN, 3)
 
-    def _put_down(self, task: Task, world: World, height: float):
-        above = lambda: np.append(world.pos(task.target)[:2], CLEAR)  # noqa: E731
-        yield from self._move(above, CLOSED, tol=0.01)
-        place = lambda: np.append(world.pos(task.target)[:2], height)  # noqa: E731
-        yield from self._move(place, CLOSED, tol=0.004)
+    def _put_down(self, task: Task, world: World, surface):
+        """Lower the held object onto surface() over the target, correcting for where the object
+        sits in the grip; give up early if it slips out."""
+        o = task.obj
+        offset = lambda: world.grasp_pos - world.pos(o)  # noqa: E731
+        over = lambda h: np.append(world.pos(task.target)[:2] + offset()[:2], h)  # noqa: E731
+        dropped = lambda: not world.touched(o)  # noqa: E731
+        yield from self._move(lambda: over(CLEAR), CLOSED, tol=0.01, until=dropped)
+        yield from self._move(lambda: over(surface() + o.half + 0.006 + offset()[2]), CLOSED, tol=0.004)
         yield from self._wait(OPEN, 5)
-        yield from self._move(above, OPEN, tol=0.01)
+        yield from self._move(lambda: np.append(world.grasp_pos[:2], CLEAR), OPEN, tol=0.01)
+
+    def _pick_and_place(self, task: Task, world: World, surface):
+        for _ in range(3):
+            yield from self._grasp(task, world)
+            if world.grasped(task.obj):
+                yield from self._put_down(task, world, surface)
+            if success(task, world):
+                break
+        yield from self._hold(OPEN)
 
     # ---- families ----------------------------------------------------------------------------
     def _reach(self, task: Task, world: World):
@@ -90,27 +111,23 @@ class ScriptedExpert:
 
     def _pick(self, task: Task, world: World):
         yield from self._grasp(task, world)
-        yield from self._move(lambda: np.append(world.grasp_pos[:2], CLEAR), CLOSED, tol=0.01)
         yield from self._hold(CLOSED)
 
     def _place(self, task: Task, world: World):
-        yield from self._grasp(task, world)
-        yield from self._put_down(task, world, 2 * PLATE_HALF_HEIGHT + 0.004 + 0.022)
-        yield from self._hold(OPEN)
+        yield from self._pick_and_place(task, world, lambda: 2 * PLATE_HALF_HEIGHT)
 
     def _stack(self, task: Task, world: World):
-        yield from self._grasp(task, world)
-        base = task.target
-        yield from self._put_down(task, world, 2 * base.half + 0.004 + 0.022)
-        yield from self._hold(OPEN)
+        yield from self._pick_and_place(task, world, lambda: world.pos(task.target)[2] + task.target.half)
 
     def _push(self, task: Task, world: World):
         o, vec = task.obj, np.append(DIRECTIONS[task.direction], 0.0)
         behind = lambda: world.pos(o) - vec * (o.half + 0.035)  # noqa: E731
         yield from self._move(lambda: behind() + [0, 0, CLEAR], CLOSED, tol=0.01)
         yield from self._move(lambda: np.append(behind()[:2], TIP + 0.008), CLOSED, tol=0.006)
-        goal = task.start - vec * (o.half + 0.01) + vec * 0.14
-        yield from self._move(lambda: np.append(goal[:2], TIP + 0.008), CLOSED, tol=0.006)
+        # keep the fingers just behind the object, on the line through its current position
+        ahead = lambda: np.append((world.pos(o) - vec * (o.half - 0.01))[:2], TIP + 0.008)  # noqa: E731
+        moved = lambda: (world.pos(o) - task.start) @ vec > PUSH_DISTANCE + 0.02  # noqa: E731
+        yield from self._move(ahead, CLOSED, max_steps=80, until=moved)
         yield from self._hold(CLOSED)
 
     def _open_drawer(self, task: Task, world: World):
