@@ -23,4 +23,19 @@ for _family in FAMILIES:
     register(ENV_IDS[_family], entry_point=ENTRY,
              max_episode_steps=load_suite()["families"][_family]["max_steps"], kwargs={"task": _family})
 
-__all__ = ["ENV_IDS", "FAMILIES", "TabletopConfig", "TabletopEnv", "default_config", "env_id"]
+
+
+def make_vector_env(family: str = "suite", num_envs: int = 2, context: str | None = None, **config):
+    """An AsyncVectorEnv of `num_envs` tabletop envs, one process each.
+
+    Observations travel through pipes, not shared memory: Gymnasium reads a Text space out of shared
+    memory once, when the vector env is built, so instructions would never update.
+    """
+    import gymnasium as gym
+
+    fns = [lambda: gym.make(ENV_IDS[family], **config) for _ in range(num_envs)]
+    return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context=context)
+
+
+__all__ = ["ENV_IDS", "FAMILIES", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
+           "make_vector_env"]

@@ -45,9 +45,10 @@ class ScriptedExpert:
         return np.clip(action, -1, 1).astype(np.float32)[None]
 
     # ---- motion primitives --------------------------------------------------------------------
-    def _move(self, goal, grip: float, yaw=None, tol: float = 0.006, max_steps: int = 60, until=None):
-        """Servo the grasp site to goal() (re-evaluated every step) until it is within tol, or
-        until() holds when given."""
+    def _move(self, goal, grip: float, yaw=None, tol: float = 0.006, max_steps: int = 60, until=None,
+              abort=None):
+        """Servo the grasp site to goal() (re-evaluated every step) until it is within tol (or, when
+        given, until() holds instead); abort() ends the move early."""
         ctrl, data = self.env.controller, self.env.world.data
         spec = self.env.action_spec
         for _ in range(max_steps):
@@ -57,6 +58,8 @@ class ScriptedExpert:
             action = np.append(np.clip(delta / np.asarray(spec.scale[:4]), -1, 1), grip)
             reached = np.linalg.norm(target - self.env.world.grasp_pos) < tol
             if until() if until else reached and abs(want_yaw - ctrl.yaw(data)) < 0.05:
+                return
+            if abort is not None and abort():
                 return
             yield action
 
@@ -89,7 +92,7 @@ class ScriptedExpert:
         offset = lambda: world.grasp_pos - world.pos(o)  # noqa: E731
         over = lambda h: np.append(world.pos(task.target)[:2] + offset()[:2], h)  # noqa: E731
         dropped = lambda: not world.touched(o)  # noqa: E731
-        yield from self._move(lambda: over(CLEAR), CLOSED, tol=0.01, until=dropped)
+        yield from self._move(lambda: over(CLEAR), CLOSED, tol=0.01, abort=dropped)
         yield from self._move(lambda: over(surface() + o.half + 0.006 + offset()[2]), CLOSED, tol=0.004)
         yield from self._wait(OPEN, 5)
         yield from self._move(lambda: np.append(world.grasp_pos[:2], CLEAR), OPEN, tol=0.01)

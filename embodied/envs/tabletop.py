@@ -15,7 +15,8 @@ from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
 from embodied.envs.rendering import CameraRenderer, mujoco
 from embodied.envs.scene import World
 
-INSTRUCTION_CHARS = frozenset(string.ascii_letters + string.digits + " .,'-_")
+# a str, not a set: its order fixes character indices, which must agree across processes
+INSTRUCTION_CHARS = string.ascii_letters + string.digits + " .,'-_"
 SUITE = "suite"
 
 
@@ -111,8 +112,9 @@ class TabletopEnv(gym.Env):
             obs_space["images"] = spaces.Dict(images)
         self.observation_space = spaces.Dict(obs_space)
         self.action_space = spaces.Box(-1.0, 1.0, (len(self.action_spec.names),), np.float32)
-        self._renderer = CameraRenderer(model, h, w, cfg.shadows, cfg.multisamples) if cfg.cameras else None
-        self._viewer = None
+        # GL contexts are made on first use: a context made before a fork (AsyncVectorEnv builds a
+        # throwaway env in the parent) deadlocks the forked workers
+        self._renderer = self._viewer = None
         self.task: tasks.Task | None = None
 
     def _check_family(self, name: str) -> None:
@@ -191,7 +193,11 @@ class TabletopEnv(gym.Env):
     def _observation(self) -> dict:
         d = self.world.data
         obs = {"state": self.controller.state(d), "instruction": self.task.instruction}
-        if self._renderer is not None:
+        if self.config.cameras:
+            if self._renderer is None:
+                cfg = self.config
+                self._renderer = CameraRenderer(self.world.model, *cfg.image_size, cfg.shadows,
+                                                cfg.multisamples)
             obs["images"] = {c: self._renderer.render(d, c) for c in self.config.cameras}
         return obs
 

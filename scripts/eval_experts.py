@@ -1,0 +1,65 @@
+"""Success rate of the scripted experts: N seeds per task family, with and without action noise.
+
+    python scripts/eval_experts.py                      # 50 seeds per family, noise 0 and 0.2
+    python scripts/eval_experts.py --seeds 10 --noise 0.1 --json expert_success.json
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import tyro
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+import embodied.envs as envs
+from embodied.envs.experts import run_expert_episode
+
+
+@dataclass
+class Args:
+    seeds: int = 50
+    """Episodes per family (seeds 0..N-1)."""
+    noise: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    """Std of the Gaussian action noise; one column per value."""
+    split: str = "train"
+    """Instruction split: train, heldout or all."""
+    json: Path | None = None
+    """Also write the figures here."""
+
+
+def main(args: Args) -> None:
+    results: dict[str, dict[str, dict]] = {}
+    jobs = [(f, n) for f in envs.FAMILIES for n in args.noise]
+    for family, noise in tqdm(jobs, desc="families x noise"):
+        env = gym.make(envs.ENV_IDS[family], cameras=(), split=args.split)  # state only: fast
+        runs = [run_expert_episode(env, seed, noise=noise) for seed in range(args.seeds)]
+        env.close()
+        results.setdefault(family, {})[str(noise)] = {
+            "success": float(np.mean([r["success"] for r in runs])),
+            "mean_steps": float(np.mean([r["steps"] for r in runs])),
+            "failed_seeds": [s for s, r in enumerate(runs) if not r["success"]],
+        }
+    table = Table(title=f"Scripted-expert success over {args.seeds} seeds per family ({args.split} split)")
+    table.add_column("family")
+    for n in args.noise:
+        table.add_column(f"noise {n}: success", justify="right")
+        table.add_column("steps", justify="right")
+    for family, cols in results.items():
+        cells = []
+        for n in args.noise:
+            r = cols[str(n)]
+            cells += [f"{100 * r['success']:.0f}%", f"{r['mean_steps']:.0f}"]
+        table.add_row(family, *cells)
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"seeds": args.seeds, "split": args.split, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

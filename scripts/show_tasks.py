@@ -1,0 +1,56 @@
+"""Show the task suite: a contact sheet (PNG) of every family's first frame from both cameras with
+the instruction as caption, and an mp4 of a scripted-expert episode per family.
+
+    python scripts/show_tasks.py                  # docs/tasks.png and videos/tasks/<family>.mp4
+    python scripts/show_tasks.py --no-videos --seed 3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import tyro
+from tqdm import tqdm
+
+import embodied.envs as envs
+from embodied.envs.experts import ScriptedExpert
+from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_side, write_mp4
+
+
+@dataclass
+class Args:
+    sheet: Path = Path("docs/tasks.png")
+    """Where the contact sheet goes."""
+    videos: Path | None = Path("videos/tasks")
+    """Folder for one expert mp4 per family (--no-videos to skip)."""
+    seed: int = 0
+    """Seed of the first family's episode; family i uses seed + i."""
+    scale: int = 2
+    """Upscaling of the 96x96 observation images in the pictures."""
+
+
+def main(args: Args) -> None:
+    tiles = []
+    for i, family in enumerate(tqdm(envs.FAMILIES, desc="families")):
+        env = gym.make(envs.ENV_IDS[family])
+        obs, info = env.reset(seed=args.seed + i)
+        tiles.append(caption(side_by_side(obs["images"], args.scale), f"{family}: {info['instruction']}"))
+        if args.videos is not None:
+            expert, frames, done = ScriptedExpert(env), [], False
+            while not done:
+                frames.append(caption(side_by_side(obs["images"], args.scale), info["instruction"], lines=2))
+                obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
+                done = terminated or truncated
+            frames += [caption(side_by_side(obs["images"], args.scale),
+                               f"{info['instruction']}  [{'success' if info['success'] else 'failure'}]", lines=2)] * 10
+            write_mp4(args.videos / f"{family}.mp4", frames, fps=env.metadata["render_fps"])
+        env.close()
+    print(f"contact sheet: {save_png(args.sheet, contact_sheet(tiles, cols=2))}")
+    if args.videos is not None:
+        print(f"videos: {args.videos}/<family>.mp4")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
