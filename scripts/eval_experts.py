@@ -58,7 +58,8 @@ def main(args: Args) -> None:
         table.add_row(family, *cells)
     Console().print(table)
     if args.json:
-        args.json.write_text(json.dumps({"seeds": args.seeds, "split": args.split, "results": results}, indent=2))
+        figures = {"seeds": args.seeds, "split": args.split, "results": results}
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

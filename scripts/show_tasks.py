@@ -23,8 +23,10 @@ from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_
 class Args:
     sheet: Path = Path("docs/tasks.png")
     """Where the contact sheet goes."""
-    videos: Path | None = Path("videos/tasks")
-    """Folder for one expert mp4 per family (--no-videos to skip)."""
+    videos: bool = True
+    """Write one expert mp4 per family (--no-videos to skip)."""
+    video_dir: Path = Path("videos/tasks")
+    """Folder for the mp4 files."""
     seed: int = 0
     """Seed of the first family's episode; family i uses seed + i."""
     scale: int = 2
@@ -37,19 +39,20 @@ def main(args: Args) -> None:
         env = gym.make(envs.ENV_IDS[family])
         obs, info = env.reset(seed=args.seed + i)
         tiles.append(caption(side_by_side(obs["images"], args.scale), f"{family}: {info['instruction']}"))
-        if args.videos is not None:
+        if args.videos:
             expert, frames, done = ScriptedExpert(env), [], False
             while not done:
                 frames.append(caption(side_by_side(obs["images"], args.scale), info["instruction"], lines=2))
                 obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
                 done = terminated or truncated
-            frames += [caption(side_by_side(obs["images"], args.scale),
-                               f"{info['instruction']}  [{'success' if info['success'] else 'failure'}]", lines=2)] * 10
-            write_mp4(args.videos / f"{family}.mp4", frames, fps=env.metadata["render_fps"])
+            outcome = "success" if info["success"] else "failure"
+            last = side_by_side(obs["images"], args.scale)
+            frames += [caption(last, f"{info['instruction']}  [{outcome}]", lines=2)] * 10
+            write_mp4(args.video_dir / f"{family}.mp4", frames, fps=env.metadata["render_fps"])
         env.close()
     print(f"contact sheet: {save_png(args.sheet, contact_sheet(tiles, cols=2))}")
-    if args.videos is not None:
-        print(f"videos: {args.videos}/<family>.mp4")
+    if args.videos:
+        print(f"videos: {args.video_dir}/<family>.mp4")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Tabletop environments, registered with Gymnasium as `embodied/<Name>-v0`."""
 
+from functools import partial
+
+import gymnasium as gym
 from gymnasium.envs.registration import register
 
 from embodied.envs.scene import load_suite
-from embodied.envs.tabletop import TabletopEnv, TabletopConfig, default_config
+from embodied.envs.tabletop import TabletopConfig, TabletopEnv, default_config
 
 ENTRY = "embodied.envs.tabletop:TabletopEnv"
 
@@ -25,16 +28,20 @@ for _family in FAMILIES:
 
 
 
-def make_vector_env(family: str = "suite", num_envs: int = 2, context: str | None = None, **config):
+def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "forkserver", **config):
     """An AsyncVectorEnv of `num_envs` tabletop envs, one process each.
 
-    Observations travel through pipes, not shared memory: Gymnasium reads a Text space out of shared
-    memory once, when the vector env is built, so instructions would never update.
+    Workers start from a fork server, not a fork of this process: a process that has rendered holds
+    GL state that deadlocks forked children. Observations travel through pipes, not shared memory:
+    Gymnasium reads a Text space out of shared memory once, when the vector env is built, so
+    instructions would never update.
     """
-    import gymnasium as gym
-
-    fns = [lambda: gym.make(ENV_IDS[family], **config) for _ in range(num_envs)]
+    fns = [partial(_make, family, config) for _ in range(num_envs)]  # unpickling imports this module
     return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context=context)
+
+
+def _make(family: str, config: dict) -> gym.Env:
+    return gym.make(ENV_IDS[family], **config)
 
 
 __all__ = ["ENV_IDS", "FAMILIES", "TabletopConfig", "TabletopEnv", "default_config", "env_id",

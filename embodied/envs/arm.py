@@ -97,9 +97,9 @@ class ArmController:
             d.qpos[self._qadr] = q
             mujoco.mj_kinematics(m, d)
             mujoco.mj_comPos(m, d)
-            r = d.site_xmat[self._site].reshape(3, 3)
-            err = np.concatenate([pos - d.site_xpos[self._site],
-                                  0.5 * np.cross(r.T, r_goal.T).sum(axis=0)])
+            e = r_goal @ d.site_xmat[self._site].reshape(3, 3).T  # rotation still to go
+            err = np.array([*(pos - d.site_xpos[self._site]),
+                            0.5 * (e[2, 1] - e[1, 2]), 0.5 * (e[0, 2] - e[2, 0]), 0.5 * (e[1, 0] - e[0, 1])])
             if np.linalg.norm(err) < 1e-5:
                 break
             mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._site)

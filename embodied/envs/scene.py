@@ -120,7 +120,7 @@ class World:
         objs = [self.objects[i] for i in rng.choice(len(self.objects), n_obj, replace=False)]
         plates = [self.plates[i] for i in rng.choice(len(self.plates), 2, replace=False)]
         colors = rng.choice(self.catalog["button_colors"], 2, replace=False)
-        buttons = [Thing(b, "button", "button", str(c)) for b, c in zip(self._buttons, colors)]
+        buttons = [Thing(b, "button", "button", str(c)) for b, c in zip(self._buttons, colors, strict=True)]
         layout = Layout(things=objs + plates + buttons, drawer=float(rng.uniform(0, 0.6 * DRAWER_OPEN)))
         placed: list[tuple[float, float, float]] = []  # x, y, radius
         for t in plates + objs:  # plates first: they need the most room

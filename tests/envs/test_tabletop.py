@@ -1,0 +1,143 @@
+"""The tabletop env: Gymnasium API, observations, determinism, bad input, physics warnings."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import embodied.envs as envs
+from embodied.envs.tasks import InstructionError
+
+
+@pytest.fixture
+def env():
+    e = gym.make("embodied/Pick-v0")
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("env_id", list(envs.ENV_IDS.values()))
+def test_check_env_passes(env_id):
+    e = gym.make(env_id, image_size=(32, 32))
+    check_env(e.unwrapped)
+    e.close()
+
+
+def test_observation_contract(env):
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"images", "state", "instruction"}
+    for cam in ("front", "wrist"):
+        img = obs["images"][cam]
+        assert img.shape == (96, 96, 3) and img.dtype == np.uint8
+        assert img.std() > 10  # a real picture, not a blank frame
+    assert obs["state"].shape == (13,) and obs["state"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    assert info["task"] == "pick" and obs["instruction"] == info["instruction"]
+    assert env.unwrapped.action_spec.names == ("dx", "dy", "dz", "dyaw", "gripper")
+
+
+def test_image_size_and_cameras_configurable():
+    e = gym.make("embodied/Reach-v0", image_size=(48, 64), cameras=("wrist",))
+    obs, _ = e.reset(seed=0)
+    assert set(obs["images"]) == {"wrist"} and obs["images"]["wrist"].shape == (48, 64, 3)
+    e.close()
+
+
+def test_same_seed_and_actions_give_same_trajectory():
+    runs = []
+    for _ in range(2):
+        e = gym.make("embodied/Tabletop-v0", image_size=(32, 32))
+        obs, _ = e.reset(seed=7)
+        rng = np.random.default_rng(0)
+        states, frames = [obs["state"]], [obs["images"]["front"]]
+        for _ in range(15):
+            obs, *_ = e.step(rng.uniform(-1, 1, 5).astype(np.float32))
+            states.append(obs["state"])
+            frames.append(obs["images"]["front"])
+        runs.append((obs["instruction"], np.stack(states), np.stack(frames)))
+        e.close()
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+
+
+def test_actions_move_the_gripper(env):
+    env.reset(seed=0)
+    start = env.unwrapped.world.grasp_pos
+    for _ in range(5):
+        env.step(np.array([1, 0, 0, 0, 0], np.float32))
+    moved = env.unwrapped.world.grasp_pos - start
+    assert 0.07 < moved[0] < 0.11 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01  # 5 x 2 cm
+
+
+def test_joint_position_actions():
+    e = gym.make("embodied/Reach-v0", action_type="joint_pos", cameras=())
+    e.reset(seed=0)
+    assert e.action_space.shape == (6,)
+    target = np.array([0.3, 0.2, 0.5, 0.1, -0.2, 0.0], np.float32)
+    for _ in range(20):
+        obs, *_ = e.step(target)
+    spec = e.unwrapped.action_spec
+    expected = np.array(spec.offset[:5]) + np.array(spec.scale[:5]) * target[:5]
+    np.testing.assert_allclose(obs["state"][:5], expected, atol=0.02)
+    e.close()
+
+
+@pytest.mark.parametrize("action, match", [
+    (np.zeros(4, np.float32), r"shape \(4,\); expected \(5,\)"),
+    (np.array([0, np.nan, 0, 0, 0], np.float32), "NaN or inf"),
+    (np.array([0, 0, np.inf, 0, 0], np.float32), "NaN or inf"),
+])
+def test_bad_actions_raise_clear_errors(env, action, match):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+
+
+def test_unknown_task_lists_available():
+    with pytest.raises(ValueError, match=r"unknown task 'fly'.*'pick'"):
+        envs.TabletopEnv(task="fly")
+    e = gym.make("embodied/Tabletop-v0", cameras=())
+    with pytest.raises(ValueError, match=r"unknown task 'fly'.*'stack'"):
+        e.reset(options={"task": "fly"})
+    e.close()
+
+
+def test_unknown_config_key_and_option_rejected():
+    with pytest.raises(TypeError, match=r"unknown tabletop config keys \['imagesize'\].*image_size"):
+        envs.TabletopEnv(imagesize=(64, 64))
+    e = gym.make("embodied/Tabletop-v0", cameras=())
+    with pytest.raises(ValueError, match="unknown reset options"):
+        e.reset(options={"instrution": "open the drawer"})
+    e.close()
+
+
+def test_instruction_naming_absent_object_lists_scene():
+    e = gym.make("embodied/Tabletop-v0", cameras=())
+    with pytest.raises(InstructionError, match=r"no object called 'purple cube'.*available: "):
+        e.reset(seed=0, options={"instruction": "pick up the purple cube"})
+    with pytest.raises(InstructionError, match="matches no known task"):
+        e.reset(seed=0, options={"instruction": "dance a little"})
+    e.close()
+
+
+def test_physics_instability_is_reported_not_hidden(env):
+    env.reset(seed=0)
+    data = env.unwrapped.world.data
+    data.qvel[:] = 1e12  # blow the simulation up
+    *_, info = env.step(np.zeros(5, np.float32))
+    assert "mjWARN_BADQVEL" in info["physics_warnings"]  # MuJoCo reset its data; we say so
+    *_, info = env.step(np.zeros(5, np.float32))
+    assert info["physics_warnings"] == []  # reported once, when it happened
+
+
+def test_vector_env_carries_fresh_instructions():
+    venv = envs.make_vector_env("suite", num_envs=2, image_size=(32, 32))
+    obs, _ = venv.reset(seed=3)
+    first = obs["instruction"]
+    assert all(isinstance(s, str) and len(s) > 5 for s in first)
+    assert obs["images"]["front"].shape == (2, 32, 32, 3)
+    obs, _ = venv.reset(seed=11)
+    assert obs["instruction"] != first  # not a stale copy
+    obs, *_ = venv.step(np.zeros((2, 5), np.float32))
+    venv.close()
