@@ -255,7 +255,8 @@ class EpisodeStore:
                 raise StoreError(f"{where}: {name} has {arr.shape[0]} frames but episodes end at {n}")
         for cam, arr in self._images.items():
             if arr.dtype != np.uint8 or arr.shape[1:] != (h, w, 3):
-                raise StoreError(f"{where}: camera {cam!r} is {arr.dtype} {arr.shape[1:]}; expected uint8 ({h}, {w}, 3)")
+                raise StoreError(f"{where}: camera {cam!r} is {arr.dtype} {arr.shape[1:]}; "
+                                 f"expected uint8 ({h}, {w}, 3)")
         for name, arr in (("state", self._state), ("action", self._action)):
             if arr.dtype != np.float32:
                 raise StoreError(f"{where}: data/{name} is {arr.dtype}; expected float32")

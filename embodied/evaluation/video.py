@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import imageio.v2 as imageio
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -54,9 +54,33 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
-def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int) -> Path:
-    """H.264 mp4 (frames uint8 (H, W, 3)); sizes are padded to multiples of 16 for the codec."""
+def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int, crf: int = 18) -> Path:
+    """H.264 mp4 of uint8 (H, W, 3) frames (odd sizes are padded by a pixel for the codec)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        for frame in frames:
+            if frame.shape[:2] != (h, w):
+                raise ValueError(f"all frames must be {h}x{w}; got {frame.shape[:2]}")
+            padded = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
+        container.mux(stream.encode())
     return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video file as uint8 (T, H, W, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no video file {path}")
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, IndexError) as e:
+        raise ValueError(f"cannot read video {path}: {e}") from e
+    if not frames:
+        raise ValueError(f"video {path} has no frames")
+    return np.stack(frames)
