@@ -16,6 +16,7 @@ writer, so a process killed at any moment loses at most the episode in progress.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,7 +177,7 @@ class EpisodeStore:
         self.check_episode(ep)
         n, t = self.num_episodes, len(ep)
         for cam in self.cameras:
-            self._images[cam].append(ep.images[cam])
+            self._append_frames(self._images[cam], ep.images[cam])
         self._state.append(_or_nan(ep.state, (t, self._state.shape[1])))
         self._action.append(_or_nan(ep.action, (t, self._action.shape[1])))
         row = {"episode_ends": self.num_frames + t, "instruction": ep.instruction, "family": ep.family,
@@ -188,6 +189,28 @@ class EpisodeStore:
         self.group.attrs["num_episodes"] = n + 1  # the commit
         self.attrs["num_episodes"] = n + 1
         return n
+
+    def _append_frames(self, arr: zarr.Array, frames: np.ndarray) -> None:
+        """Grow the array, then write one chunk file per frame: Blosc-encoded exactly as zarr's
+        codec would, each written atomically (temp file + rename) like zarr's local store. About
+        5x faster than zarr's general path; zarr reads the result (tested)."""
+        if not self._fast:
+            arr.append(frames)
+            return
+        start = arr.shape[0]
+        arr.resize((start + len(frames), *arr.shape[1:]))
+        folder = self.path / arr.path
+        blosc = arr.metadata.codecs[1]
+        ours = blosc.shuffle.name == "noshuffle" and blosc.cname.name == "zstd"
+        for k, frame in enumerate(frames):
+            if not ours:  # another Blosc setting: let zarr encode
+                arr[start + k] = frame
+                continue
+            raw = numcodecs.blosc.compress(np.ascontiguousarray(frame), b"zstd", blosc.clevel, 0)  # 0: no shuffle
+            target = folder / arr.metadata.encode_chunk_key((start + k, 0, 0, 0))
+            tmp = target.with_suffix(f".{os.getpid()}.partial")
+            tmp.write_bytes(raw)
+            tmp.replace(target)
 
     def check_episode(self, ep: Episode) -> None:
         """Raise StoreError if an episode does not fit this store."""

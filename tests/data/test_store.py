@@ -1,0 +1,125 @@
+"""The zarr episode store: round trips, validation, bad appends, statistics."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from embodied.data import FORMAT_VERSION, EpisodeStore, StoreError
+from tests.data.conftest import make_episode, new_store
+
+
+def assert_same(a, b):
+    for cam in a.images:
+        np.testing.assert_array_equal(a.images[cam], b.images[cam])
+    for name in ("state", "action"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_array_equal(x, y)
+    assert (a.instruction, a.family, a.success, a.seed) == (b.instruction, b.family, b.success, b.seed)
+
+
+def test_round_trip_is_bit_exact(store):
+    store.append(make_episode(9, actions=False, states=False))
+    reopened = EpisodeStore.open(store.path)
+    assert reopened.num_episodes == 5
+    for i, source in enumerate([0, 1, 2, 3, 9]):
+        assert_same(reopened.episode(i), make_episode(source, actions=source != 9, states=source != 9))
+    assert list(reopened.meta("has_actions")) == [True] * 4 + [False]
+    assert reopened.episode_ends[-1] == reopened.num_frames == sum(len(make_episode(i)) for i in range(4)) + len(
+        make_episode(9))
+
+
+def test_fast_frame_reader_matches_zarr(store):
+    index = np.array([0, 3, 7, 3, store.num_frames - 1])
+    fast = store.frames("front", index)
+    slow = zarr.open_array(store.path / "data/images/front", mode="r").oindex[index]
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_reopen_and_append(store):
+    s = EpisodeStore.open(store.path, mode="a")
+    s.append(make_episode(10))
+    assert EpisodeStore.open(store.path).num_episodes == 5
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda ep: ep.images.pop("wrist"), "cameras"),
+    (lambda ep: ep.images.__setitem__("front", ep.images["front"][:, :8]), "expected uint8"),
+    (lambda ep: ep.action.__setitem__((1, 1), np.nan), "action contains NaN"),
+    (lambda ep: setattr(ep, "action", ep.action[:, :2]), r"action has shape .*expected"),
+    (lambda ep: setattr(ep, "state", ep.state[:-1]), r"state has shape .*expected"),
+])
+def test_bad_episode_is_refused_and_store_unchanged(store, mutate, match):
+    before = (store.num_episodes, store.num_frames)
+    ep = make_episode(20)
+    mutate(ep)
+    with pytest.raises(StoreError, match=match):
+        store.append(ep)
+    reopened = EpisodeStore.open(store.path)
+    assert (reopened.num_episodes, reopened.num_frames) == before
+    assert_same(reopened.episode(3), make_episode(3))
+
+
+def test_read_only_store_refuses_appends(store):
+    with pytest.raises(StoreError, match="read-only"):
+        EpisodeStore.open(store.path).append(make_episode(5))
+
+
+def _edit_attrs(path, **changes):
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"].update(changes)
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_newer_format_version_is_refused(store):
+    _edit_attrs(store.path, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(StoreError, match="newer than this embodied"):
+        EpisodeStore.open(store.path)
+
+
+def test_missing_array_is_reported(store):
+    import shutil
+
+    shutil.rmtree(store.path / "meta" / "instruction")
+    with pytest.raises(StoreError, match=r"missing \['meta/instruction'\]"):
+        EpisodeStore.open(store.path)
+
+
+def test_corrupted_episode_ends_are_reported(store):
+    zarr.open_array(store.path / "meta/episode_ends", mode="r+")[2] = 1
+    with pytest.raises(StoreError, match="not strictly increasing"):
+        EpisodeStore.open(store.path)
+
+
+def test_commit_count_beyond_data_is_reported(store):
+    _edit_attrs(store.path, num_episodes=9)
+    with pytest.raises(StoreError, match="9 episodes are committed"):
+        EpisodeStore.open(store.path)
+
+
+def test_non_finite_recorded_actions_are_reported(store):
+    zarr.open_array(store.path / "data/action", mode="r+")[3, 0] = np.inf
+    with pytest.raises(StoreError, match="action rows of recorded episodes are NaN or inf"):
+        EpisodeStore.open(store.path)
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(StoreError, match="not an episode store"):
+        EpisodeStore.open(tmp_path)
+    with pytest.raises(StoreError, match="already exists"):
+        new_store(tmp_path)
+
+
+def test_stats_match_numpy_and_are_saved(store):
+    stats = store.stats()
+    actions = np.concatenate([make_episode(i).action for i in range(4)])
+    np.testing.assert_allclose(stats["action"]["mean"], actions.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["action"]["q99"], np.quantile(actions, 0.99, axis=0), rtol=1e-5)
+    assert EpisodeStore.open(store.path).attrs["stats"]["num_episodes"] == 4  # saved with the store
+    store.append(make_episode(4, actions=False))  # no actions: stats of actions unchanged
+    again = store.stats()
+    assert again["num_episodes"] == 5
+    np.testing.assert_allclose(again["action"]["mean"], actions.mean(0), rtol=1e-5)

@@ -1,0 +1,81 @@
+"""Training windows: history and chunk padding at both episode edges, episode splits, DataLoader."""
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.data import Episode
+from embodied.data.windows import WindowDataset, split_episodes
+from tests.data.conftest import CAMERAS, SIZE, make_episode, new_store
+
+
+@pytest.fixture
+def counting_store(tmp_path):
+    """Two episodes (6 and 4 frames) whose state/action/pixels encode (episode, frame)."""
+    store = new_store(tmp_path / "w.zarr")
+    for e, t in enumerate((6, 4)):
+        f = np.arange(t, dtype=np.float32)
+        code = 10 * e + f
+        store.append(Episode(
+            images={c: np.broadcast_to(code.astype(np.uint8)[:, None, None, None], (t, *SIZE, 3)).copy()
+                    for c in CAMERAS},
+            state=np.repeat(code[:, None], 4, axis=1), action=np.repeat(code[:, None], 3, axis=1),
+            instruction=f"episode {e}", family="pick"))
+    return store
+
+
+def test_padding_at_episode_start_and_end(counting_store):
+    ds = WindowDataset(counting_store.path, obs_horizon=3, action_horizon=4)
+    assert len(ds) == 10
+    first = ds[0]  # episode 0, frame 0: history repeats frame 0
+    np.testing.assert_array_equal(first["state"][:, 0], [0, 0, 0])
+    np.testing.assert_array_equal(first["images"]["front"][:, 0, 0, 0], [0, 0, 0])
+    np.testing.assert_array_equal(first["action"][:, 0], [0, 1, 2, 3])
+    assert first["action_mask"].all()
+    last = ds[5]  # episode 0, frame 5 (its last): chunk repeats the last action, masked
+    np.testing.assert_array_equal(last["state"][:, 0], [3, 4, 5])
+    np.testing.assert_array_equal(last["action"][:, 0], [5, 5, 5, 5])
+    np.testing.assert_array_equal(last["action_mask"], [True, False, False, False])
+    second = ds[6]  # episode 1, frame 0: never reaches back into episode 0
+    np.testing.assert_array_equal(second["state"][:, 0], [10, 10, 10])
+    np.testing.assert_array_equal(second["images"]["wrist"][:, 0, 0, 0], [10, 10, 10])
+    assert (second["instruction"], second["episode"], second["frame"]) == ("episode 1", 1, 0)
+    end = ds[9]
+    np.testing.assert_array_equal(end["action"][:, 0], [13, 13, 13, 13])
+    np.testing.assert_array_equal(end["action_mask"], [True, False, False, False])
+
+
+def test_episode_split_is_seeded_and_disjoint():
+    train, val = split_episodes(50, val_fraction=0.2, seed=3)
+    assert len(val) == 10 and len(train) == 40 and not set(train) & set(val)
+    assert set(train) | set(val) == set(range(50))
+    np.testing.assert_array_equal(split_episodes(50, 0.2, seed=3)[1], val)
+    assert not np.array_equal(split_episodes(50, 0.2, seed=4)[1], val)
+    assert len(split_episodes(3, 0.01)[1]) == 1  # at least one validation episode
+
+
+def test_episodes_subset_and_episodes_without_actions(tmp_path):
+    store = new_store(tmp_path / "s.zarr")
+    for i in range(3):
+        store.append(make_episode(i, length=5, actions=i != 1))
+    ds = WindowDataset(store.path, episodes=np.array([0, 1]))
+    assert len(ds) == 5 and set(ds._episode) == {0}  # episode 1 has no actions
+    assert len(WindowDataset(store.path, require_actions=False)) == 15
+
+
+def test_dataloader_with_workers(counting_store):
+    ds = WindowDataset(counting_store.path, obs_horizon=2, action_horizon=3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)
+    batches = list(loader)
+    assert sum(len(b["action"]) for b in batches) == 10
+    b = batches[0]
+    assert b["images"]["front"].shape == (4, 2, *SIZE, 3) and b["images"]["front"].dtype == torch.uint8
+    assert b["action"].shape == (4, 3, 3) and b["action_mask"].dtype == torch.bool
+    assert len(b["instruction"]) == 4
+
+
+def test_bad_arguments(counting_store):
+    with pytest.raises(ValueError, match="cameras"):
+        WindowDataset(counting_store.path, cameras=["top"])
+    with pytest.raises(ValueError, match="horizons"):
+        WindowDataset(counting_store.path, action_horizon=0)
