@@ -28,7 +28,8 @@ for _family in FAMILIES:
 
 
 
-def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "forkserver", **config):
+def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "forkserver",
+                    autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP, **config):
     """An AsyncVectorEnv of `num_envs` tabletop envs, one process each.
 
     Workers start from a fork server, not a fork of this process: a process that has rendered holds
@@ -37,7 +38,7 @@ def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "fo
     instructions would never update.
     """
     fns = [partial(_make, family, config) for _ in range(num_envs)]  # unpickling imports this module
-    return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context=context)
+    return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context=context, autoreset_mode=autoreset_mode)
 
 
 def _make(family: str, config: dict) -> gym.Env:

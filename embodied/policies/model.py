@@ -1,0 +1,167 @@
+"""The VLA Transformer: language, camera and state tokens in, an action chunk out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embodied.policies.config import PolicyConfig
+
+LANG_WIDTH = 384  # all-MiniLM-L6-v2 token states
+
+
+class VisionEncoder(nn.Module):
+    """Stride-2 conv stages with FiLM from the instruction; (B, 3, H, W) -> (B, P, d) tokens."""
+
+    def __init__(self, channels: list[int], d_model: int, film: bool):
+        super().__init__()
+        widths = [3, *channels]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, channels))
+        self.norms = nn.ModuleList(nn.GroupNorm(min(8, c), c) for c in channels)
+        self.films = nn.ModuleList(nn.Linear(LANG_WIDTH, 2 * c) for c in channels) if film else None
+        if film:
+            for f in self.films:  # start as identity
+                nn.init.zeros_(f.weight)
+                nn.init.zeros_(f.bias)
+        self.out = nn.Linear(channels[-1], d_model)
+
+    def forward(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = norm(conv(x))
+            if self.films is not None:
+                gamma, beta = self.films[i](lang).chunk(2, dim=-1)  # (B, C) each
+                x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+            x = F.gelu(x)
+        return self.out(x.flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, h*w, d)
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad,) * 4, mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device="cpu").to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (B, H)
+    cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (B, W)
+    idx = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+class VLA(nn.Module):
+    """Tokens: [instruction (L)] [camera c, frame t: P each] [state, frame t] [action queries (H)].
+
+    forward(...) -> (B, H, A): the normalized action chunk (regression head) or the flow velocity at
+    (noisy_action, time) (flow head).
+    """
+
+    def __init__(self, cfg: PolicyConfig, cameras: list[str], image_size: tuple[int, int], state_dim: int,
+                 action_dim: int):
+        super().__init__()
+        self.cfg, self.cameras = cfg, list(cameras)
+        self.action_dim, d = action_dim, cfg.d_model
+        self.vision = nn.ModuleDict({c: VisionEncoder(cfg.vision_channels, d, cfg.film) for c in cameras})
+        stride = 2 ** len(cfg.vision_channels)
+        patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride)
+        self.lang_proj = nn.Linear(LANG_WIDTH, d)
+        self.state_proj = nn.Linear(state_dim, d)
+        self.patch_pos = nn.Parameter(torch.zeros(patches, d))
+        self.camera_emb = nn.Parameter(torch.zeros(len(cameras), d))
+        self.frame_emb = nn.Parameter(torch.zeros(cfg.obs_horizon, d))
+        self.lang_pos = nn.Parameter(torch.zeros(cfg.lang_tokens, d))
+        self.queries = nn.Parameter(torch.zeros(cfg.action_horizon, d))
+        if cfg.head == "flow":
+            self.noisy_proj = nn.Linear(action_dim, d)
+            self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        layer = nn.TransformerEncoderLayer(d, cfg.heads, int(cfg.mlp_ratio * d), cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.backbone = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, action_dim)
+        # normalization statistics live in the weights, so they travel with every checkpoint
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("action_low", -torch.ones(action_dim))
+        self.register_buffer("action_high", torch.ones(action_dim))
+        for p in (self.patch_pos, self.camera_emb, self.frame_emb, self.lang_pos, self.queries):
+            nn.init.normal_(p, std=0.02)
+
+    def set_stats(self, stats: dict) -> None:
+        """From a store's stats(): state mean/std, action min/max."""
+        with torch.no_grad():
+            self.state_mean.copy_(torch.tensor(stats["state"]["mean"]))
+            self.state_std.copy_(torch.tensor(stats["state"]["std"]).clamp(min=1e-3))
+            self.action_low.copy_(torch.tensor(stats["action"]["min"]))
+            self.action_high.copy_(torch.tensor(stats["action"]["max"]))
+
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        return (state - self.state_mean) / self.state_std
+
+    def normalize_action(self, action: torch.Tensor) -> torch.Tensor:  # to [-1, 1] per dimension
+        span = (self.action_high - self.action_low).clamp(min=1e-6)
+        return 2 * (action - self.action_low) / span - 1
+
+    def denormalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        return self.action_low + (action.clamp(-1, 1) + 1) / 2 * (self.action_high - self.action_low)
+
+    def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, lang: torch.Tensor,
+                lang_mask: torch.Tensor, noisy_action: torch.Tensor | None = None, time: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """images: {camera: uint8 (B, T, H, W, 3)}; state: (B, T, S) normalized; lang: (B, L, 384);
+        lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow."""
+        b, t = state.shape[:2]
+        pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
+        tokens = [self.lang_proj(lang) + self.lang_pos]
+        for k, cam in enumerate(self.cameras):
+            x = images[cam].flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B*T, 3, H, W)
+            if self.training and self.cfg.augment_shift:
+                x = random_shift(x, self.cfg.augment_shift, generator)
+            feats = self.vision[cam](x, pooled.repeat_interleave(t, 0))  # (B*T, P, d)
+            feats = feats.unflatten(0, (b, t)) + self.patch_pos + self.camera_emb[k] + self.frame_emb[:, None]
+            tokens.append(feats.flatten(1, 2))  # (B, T*P, d)
+        tokens.append(self.state_proj(state) + self.frame_emb)  # (B, T, d)
+        queries = self.queries.expand(b, -1, -1)
+        if self.cfg.head == "flow":
+            queries = queries + self.noisy_proj(noisy_action) + self.time_mlp(_time_features(time, queries.shape[-1]))[:, None]
+        tokens.append(queries)
+        x = torch.cat(tokens, dim=1)  # (B, N, d)
+        pad = torch.zeros(b, x.shape[1], dtype=torch.bool, device=x.device)
+        pad[:, : lang_mask.shape[1]] = ~lang_mask
+        x = self.backbone(x, src_key_padding_mask=pad)
+        return self.out(self.norm(x[:, -self.cfg.action_horizon:]))  # (B, H, A)
+
+    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None) -> torch.Tensor:
+        """Training loss on normalized actions (B, H, A) with padding mask (B, H)."""
+        weight = action_mask[..., None].to(action.dtype)
+        if self.cfg.head == "regression":
+            pred = self(images, state, lang, lang_mask, generator=generator)
+            err = (pred - action).abs()
+        else:
+            noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
+            time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
+            noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
+            pred = self(images, state, lang, lang_mask, noisy, time, generator=generator)
+            err = (pred - (action - noise)) ** 2  # velocity of the straight path noise -> action
+        return (err * weight).sum() / (weight.sum() * action.shape[-1]).clamp(min=1)
+
+    @torch.no_grad()
+    def sample(self, images, state, lang, lang_mask, generator=None) -> torch.Tensor:
+        """The normalized action chunk (B, H, A)."""
+        if self.cfg.head == "regression":
+            return self(images, state, lang, lang_mask)
+        b = state.shape[0]
+        x = torch.randn((b, self.cfg.action_horizon, self.action_dim), generator=generator, device="cpu").to(
+            state.device)
+        dt = 1.0 / self.cfg.flow_steps
+        for i in range(self.cfg.flow_steps):  # Euler integration of the learned velocity field
+            time = torch.full((b,), i * dt, device=state.device)
+            x = x + dt * self(images, state, lang, lang_mask, x, time)
+        return x
+
+
+def _time_features(time: torch.Tensor, dim: int) -> torch.Tensor:  # (B,) -> (B, dim) sinusoidal
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=time.device) / half)
+    angles = time[:, None].float() * 1000.0 * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)

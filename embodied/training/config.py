@@ -1,0 +1,70 @@
+"""Training configuration: one typed dataclass; every field is a `scripts/train_vla.py` flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    """Pretraining a VLA on a demonstration store. Saved (resolved) with every checkpoint."""
+
+    run: str = "tiny_pretrain_small"
+    """Run name: the run is written to policies/runs/<run>/ (resumed if it has a checkpoint)."""
+    preset: str = "tiny"
+    """Model preset (policies/<preset>.yaml): tiny, small, base."""
+    head: str | None = None
+    """Override the preset's head: 'regression' or 'flow'."""
+    obs_horizon: int | None = None
+    """Override the preset's observation history T_o."""
+    action_horizon: int | None = None
+    """Override the preset's chunk size H."""
+    dataset: str = "pretrain_small"
+    """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
+    store: Path | None = None
+    """Use this store instead of the recipe's."""
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 64
+    """Samples per optimizer step per process (before accumulation)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW), after linear warmup, then cosine decay to 1% of it."""
+    warmup: int = 100
+    """Warmup steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not on norms, biases or embeddings)."""
+    clip_grad: float = 1.0
+    """Gradient-norm clip."""
+    ema: float = 0.0
+    """EMA decay of the weights (0 = off, e.g. 0.999); evaluation and export use the EMA weights."""
+    val_fraction: float = 0.05
+    """Episodes held out for validation loss."""
+    log_every: int = 50
+    """Steps between metric rows (CSV) and progress updates."""
+    eval_every: int = 1000
+    """Steps between validation loss + quick rollouts (0 = only at the end)."""
+    eval_episodes: int = 4
+    """Rollouts per family in periodic evaluations."""
+    final_eval_episodes: int = 10
+    """Rollouts per family in the final evaluation (with the random baseline)."""
+    ckpt_every: int = 500
+    """Steps between checkpoints (and at the end)."""
+    replan_every: int = 8
+    """Receding-horizon execution: actions used from each chunk before re-planning."""
+    workers: int = 2
+    """DataLoader worker processes."""
+    device: str = "auto"
+    """'auto' (CUDA if present), 'cuda' or 'cpu'."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """torch.compile the model (CUDA)."""
+    seed: int = 0
+    """Seeds batches, augmentation and flow noise (per step, so resuming is exact)."""
+    fresh: bool = False
+    """Start over even if the run has a checkpoint."""
+    out: Path | None = None
+    """Runs folder (default: policies/runs)."""

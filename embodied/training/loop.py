@@ -1,0 +1,256 @@
+"""The training loop, top to bottom: build, resume, loop, and every periodic action called visibly."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from embodied.data.store import EpisodeStore
+from embodied.data.windows import WindowDataset, split_episodes
+from embodied.policies.config import load_preset
+from embodied.policies.language import LanguageEncoder
+from embodied.policies.model import VLA
+from embodied.policies.policy import VLAPolicy, build_spec
+from embodied.training import distributed
+from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from embodied.training.config import TrainConfig
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch indices drawn from (seed, step, rank) alone: no sampler state, so resume is exact."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank: int):
+        self.n, self.batch, self.seed, self.start, self.steps, self.rank = n, batch, seed, start, steps, rank
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            yield np.random.default_rng([self.seed, step, self.rank]).integers(0, self.n, self.batch).tolist()
+
+    def __len__(self):
+        return self.steps - self.start
+
+
+def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
+    """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
+    d = distributed.setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    run_dir = runs_dir / cfg.run
+    store = EpisodeStore.open(store_path)
+
+    # ---- data ------------------------------------------------------------------------------------
+    pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon)
+    train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
+    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
+    val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
+    language = LanguageEncoder(pcfg.lang_tokens)
+    families = sorted(set(store.meta("family").tolist()))
+
+    # ---- model, optimizer, schedule ---------------------------------------------------------------
+    model = VLA(pcfg, store.cameras, tuple(store.attrs["image_size"]), store.states().shape[1],
+                store.actions().shape[1])
+    model.set_stats(data.stats)
+    spec = build_spec(model, store.attrs, data.stats)
+    model.to(d.device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "pos" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema > 0 else None
+
+    # ---- resume ------------------------------------------------------------------------------------
+    start = 0
+    last = None if cfg.fresh else latest_checkpoint(run_dir)
+    if last is not None:
+        start = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)["step"]
+        if d.main:
+            print(f"resuming {cfg.run} from {last.name} (step {start})")
+    net = Objective(model)
+    net = DistributedDataParallel(net) if d.world > 1 else net
+    if cfg.compile and d.device.type == "cuda":
+        net = torch.compile(net)
+    amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and d.device.type == "cuda")
+
+    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, cfg.steps, d.rank)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
+                                         persistent_workers=cfg.workers > 0)
+    log = MetricsLog(run_dir / "metrics.csv") if d.main else None
+    if d.main:
+        (run_dir / "config.json").write_text(json.dumps(_jsonable(cfg), indent=2))
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.run}", unit="step", disable=not d.main)
+    timer, seen = time.perf_counter(), 0
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    for step, batch in enumerate(loader, start=start):
+        net.train()
+        gen = torch.Generator().manual_seed(hash((cfg.seed, step, d.rank)) % 2**63)
+        loss_sum = 0.0
+        for micro in _split(batch, cfg.grad_accum):
+            inputs = _to_device(micro, model, language, d.device)
+            with amp:
+                loss = net(inputs, gen)
+            (loss / cfg.grad_accum).backward()
+            loss_sum += float(loss.detach()) / cfg.grad_accum
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        seen += len(batch["action"])
+        done = step + 1
+        bar.update(1)
+
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rate = seen * d.world / (time.perf_counter() - timer)
+            timer, seen = time.perf_counter(), 0
+            loss_all = distributed.mean_across(loss_sum, d)
+            bar.set_postfix(loss=f"{loss_all:.4f}", samples_s=f"{rate:.0f}")
+            if log:
+                log.write(step=done, loss=loss_all, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                          samples_per_s=rate)
+        if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
+            periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes)
+        if (done % cfg.ckpt_every == 0 or done == cfg.steps) and d.main:
+            save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
+                            scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
+    bar.close()
+
+    # ---- the end -----------------------------------------------------------------------------------
+    result = {}
+    if d.main:
+        result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes)
+        if log:
+            log.plot(run_dir / "curves.png")
+    distributed.teardown()
+    return result
+
+
+class Objective(torch.nn.Module):
+    """The loss as a module's forward, so DDP and torch.compile wrap the whole training step."""
+
+    def __init__(self, model: VLA):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.loss(**inputs, generator=generator)
+
+
+def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch.device) -> dict:
+    """A collated window batch -> VLA.loss inputs (normalized, on device)."""
+    lang, mask = language.encode(list(batch["instruction"]))
+    return {
+        "images": {c: v.to(device, non_blocking=True) for c, v in batch["images"].items()},
+        "state": model.normalize_state(batch["state"].to(device).float()),
+        "lang": lang.to(device), "lang_mask": mask.to(device),
+        "action": model.normalize_action(batch["action"].to(device).float()),
+        "action_mask": batch["action_mask"].to(device),
+    }
+
+
+def _split(batch: dict, parts: int) -> list[dict]:
+    if parts == 1:
+        return [batch]
+    n = len(batch["action"])
+    size = math.ceil(n / parts)
+    return [_slice(batch, slice(i, i + size)) for i in range(0, n, size)]
+
+
+def _slice(value, sl):
+    if isinstance(value, dict):
+        return {k: _slice(v, sl) for k, v in value.items()}
+    return value[sl]
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def validation_loss(model: VLA, val: WindowDataset, language: LanguageEncoder, device, batches: int = 8) -> float:
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    loader = torch.utils.data.DataLoader(val, batch_size=64, shuffle=True, generator=gen)
+    losses = [float(model.loss(**_to_device(b, model, language, device), generator=gen))
+              for b, _ in zip(loader, range(batches), strict=False)]
+    return float(np.mean(losses))
+
+
+def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families: list[str], log, step: int,
+                  episodes: int) -> dict:
+    """Validation loss and sim rollouts (success per family) of the weights that would be exported."""
+    from embodied.evaluation.rollouts import evaluate
+
+    weights = ema.module if ema is not None else model
+    result = {"step": step}
+    if val is not None:
+        result["val_loss"] = validation_loss(weights, val, language, d.device)
+    policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
+    store_attrs = EpisodeStore.open(val.path if val is not None else cfg.store).attrs
+    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
+    if episodes > 0:
+        result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
+                                      env_config=env_config)
+        result["success"] = result["rollouts"]["mean"]
+    if log:
+        log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))
+    weights.train()
+    return result
+
+
+class MetricsLog:
+    """metrics.csv (one row per event; empty cells where a metric was not measured) and a PNG plot."""
+
+    FIELDS = ["step", "time", "loss", "lr", "grad_norm", "samples_per_s", "val_loss", "success"]
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(",".join(self.FIELDS) + "\n")
+        self.start = time.time()
+
+    def write(self, **row) -> None:
+        row["time"] = round(time.time() - self.start, 1)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.FIELDS).writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+    def plot(self, out: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = list(csv.DictReader(self.path.open()))
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+        for ax, key, title in zip(axes, ("loss", "val_loss", "success"), ("train loss", "validation loss",
+                                                                          "rollout success (mean over families)")):
+            pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if key != "loss" else None)
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            if key != "success":
+                ax.set_yscale("log")
+        fig.tight_layout()
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        return out
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,83 @@
+"""Pretrain the VLA. With no arguments: the main job on a 2-core CPU machine (~20 minutes): build the
+default demonstration store if missing, pretrain the tiny preset, evaluate on held-out seeds, and print
+success per task family next to a random policy.
+
+    python scripts/train_vla.py
+    python scripts/train_vla.py --preset small --head flow --dataset pretrain_full --run small_flow
+    torchrun --nproc_per_node=8 scripts/train_vla.py --preset base --dataset pretrain_full --run base
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from embodied.data.recipes import load_recipe, recipes_dir
+from embodied.paths import repo_root
+from embodied.training.config import TrainConfig
+
+
+def main(cfg: TrainConfig) -> None:
+    from embodied.evaluation.rollouts import RandomPolicy, evaluate
+    from embodied.training.loop import train
+
+    rank = int(os.environ.get("RANK", 0))
+    store = cfg.store or recipes_dir() / f"{cfg.dataset}.zarr"
+    if cfg.store is None and rank == 0 and not _complete(store, cfg.dataset):
+        from embodied.data.collect import collect
+
+        collect(load_recipe(cfg.dataset), store, workers=2)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        _wait_for_store(store)
+    runs = cfg.out or repo_root() / "policies" / "runs"
+    result = train(cfg, store, runs)
+    if rank != 0 or "rollouts" not in result:
+        return
+    families = [f for f in result["rollouts"] if f != "mean"]
+    baseline = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
+                        env_config=_env_config(store))
+    table = Table(title=f"{cfg.run}: success over {cfg.final_eval_episodes} held-out seeds per family "
+                        f"(step {result['step']}, val loss {result.get('val_loss', float('nan')):.4f})")
+    for col in ("family", "VLA", "random policy"):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    for f in [*families, "mean"]:
+        vla = result["rollouts"][f]["success"] if f != "mean" else result["rollouts"]["mean"]
+        rnd = baseline[f]["success"] if f != "mean" else baseline["mean"]
+        table.add_row(f, f"{100 * vla:.0f}%", f"{100 * rnd:.0f}%")
+    Console().print(table)
+    out = runs / cfg.run / "eval.json"
+    out.write_text(json.dumps({"vla": result, "random": baseline}, indent=2))
+    print(f"run: {runs / cfg.run}  (checkpoints/, metrics.csv, curves.png, eval.json)")
+
+
+def _complete(store, dataset: str) -> bool:
+    from embodied.data.store import EpisodeStore
+
+    if not store.exists():
+        return False
+    recipe = load_recipe(dataset)
+    return EpisodeStore.open(store).num_episodes >= recipe.episodes_per_family * len(recipe.families)
+
+
+def _env_config(store) -> dict:
+    from embodied.data.store import EpisodeStore
+
+    attrs = EpisodeStore.open(store).attrs
+    return {"image_size": tuple(attrs["image_size"]), "cameras": tuple(attrs["cameras"])}
+
+
+def _wait_for_store(store) -> None:
+    import torch.distributed as dist
+
+    from embodied.training import distributed
+
+    distributed.setup()
+    dist.barrier()  # rank 0 has built the store
+
+
+if __name__ == "__main__":
+    main(tyro.cli(TrainConfig))
