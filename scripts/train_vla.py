@@ -3,8 +3,8 @@ default demonstration store if missing, pretrain the tiny preset, evaluate on he
 success per task family next to a random policy.
 
     python scripts/train_vla.py
-    python scripts/train_vla.py --preset small --head flow --dataset pretrain_full --run small_flow
-    torchrun --nproc_per_node=8 scripts/train_vla.py --preset base --dataset pretrain_full --run base
+    python scripts/train_vla.py --preset small --head flow --dataset pretrain_full --name small_flow
+    torchrun --nproc_per_node=8 scripts/train_vla.py --preset base --dataset pretrain_full --name base
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(cfg: TrainConfig) -> None:
     families = [f for f in result["rollouts"] if f != "mean"]
     baseline = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
                         env_config=_env_config(store))
-    table = Table(title=f"{cfg.run}: success over {cfg.final_eval_episodes} held-out seeds per family "
+    table = Table(title=f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family "
                         f"(step {result['step']}, val loss {result.get('val_loss', float('nan')):.4f})")
     for col in ("family", "VLA", "random policy"):
         table.add_column(col, justify="left" if col == "family" else "right")
@@ -49,9 +49,9 @@ def main(cfg: TrainConfig) -> None:
         rnd = baseline[f]["success"] if f != "mean" else baseline["mean"]
         table.add_row(f, f"{100 * vla:.0f}%", f"{100 * rnd:.0f}%")
     Console().print(table)
-    out = runs / cfg.run / "eval.json"
+    out = runs / cfg.name / "eval.json"
     out.write_text(json.dumps({"vla": result, "random": baseline}, indent=2))
-    print(f"run: {runs / cfg.run}  (checkpoints/, metrics.csv, curves.png, eval.json)")
+    print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json)")
 
 
 def _complete(store, dataset: str) -> bool:

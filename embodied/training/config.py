@@ -10,8 +10,9 @@ from pathlib import Path
 class TrainConfig:
     """Pretraining a VLA on a demonstration store. Saved (resolved) with every checkpoint."""
 
-    run: str = "tiny_pretrain_small"
-    """Run name: the run is written to policies/runs/<run>/ (resumed if it has a checkpoint)."""
+    name: str = "tiny_pretrain_small"
+    """Run name: the run is written to policies/runs/<name>/ (resumed if it has a checkpoint). Not
+    `--run`: torchrun would take that flag for its own --run-path."""
     preset: str = "tiny"
     """Model preset (policies/<preset>.yaml): tiny, small, base."""
     head: str | None = None
@@ -25,7 +26,9 @@ class TrainConfig:
     store: Path | None = None
     """Use this store instead of the recipe's."""
     steps: int = 3000
-    """Optimizer steps."""
+    """Optimizer steps (the learning-rate schedule spans them)."""
+    stop_at: int | None = None
+    """Stop (with a checkpoint) at this step, e.g. to fit a job's time limit; rerun to continue."""
     batch_size: int = 64
     """Samples per optimizer step per process (before accumulation)."""
     grad_accum: int = 1
@@ -54,8 +57,8 @@ class TrainConfig:
     """Steps between checkpoints (and at the end)."""
     replan_every: int = 8
     """Receding-horizon execution: actions used from each chunk before re-planning."""
-    workers: int = 2
-    """DataLoader worker processes."""
+    workers: int = 1
+    """DataLoader worker processes (1 is fastest on 2 cores: the model needs the rest)."""
     device: str = "auto"
     """'auto' (CUDA if present), 'cuda' or 'cpu'."""
     bf16: bool = True

@@ -44,7 +44,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
-    run_dir = runs_dir / cfg.run
+    run_dir = runs_dir / cfg.name
     store = EpisodeStore.open(store_path)
 
     # ---- data ------------------------------------------------------------------------------------
@@ -74,20 +74,21 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     if last is not None:
         start = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)["step"]
         if d.main:
-            print(f"resuming {cfg.run} from {last.name} (step {start})")
+            print(f"resuming {cfg.name} from {last.name} (step {start})")
     net = Objective(model)
     net = DistributedDataParallel(net) if d.world > 1 else net
     if cfg.compile and d.device.type == "cuda":
         net = torch.compile(net)
     amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and d.device.type == "cuda")
 
-    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, cfg.steps, d.rank)
+    end = min(cfg.steps, cfg.stop_at or cfg.steps)
+    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0)
     log = MetricsLog(run_dir / "metrics.csv") if d.main else None
     if d.main:
         (run_dir / "config.json").write_text(json.dumps(_jsonable(cfg), indent=2))
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.run}", unit="step", disable=not d.main)
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", disable=not d.main)
     timer, seen = time.perf_counter(), 0
 
     # ---- the loop ----------------------------------------------------------------------------------
@@ -121,14 +122,14 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
                           samples_per_s=rate)
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
             periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes)
-        if (done % cfg.ckpt_every == 0 or done == cfg.steps) and d.main:
+        if (done % cfg.ckpt_every == 0 or done == end) and d.main:
             save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
                             scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
     bar.close()
 
     # ---- the end -----------------------------------------------------------------------------------
     result = {}
-    if d.main:
+    if d.main and end == cfg.steps:
         result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes)
         if log:
             log.plot(run_dir / "curves.png")

@@ -1,0 +1,125 @@
+"""The VLA: shapes for every preset and head, parameter counts, every config field used, overfitting
+a tiny batch, and language actually conditioning the output."""
+
+import pytest
+import torch
+
+from embodied.policies.config import available_presets, load_preset
+from embodied.policies.language import LanguageEncoder
+from embodied.policies.model import VLA
+
+CAMS = ["front", "wrist"]
+
+
+def batch(b=2, t=1, size=96, h=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "images": {c: torch.randint(0, 256, (b, t, size, size, 3), generator=g, dtype=torch.uint8) for c in CAMS},
+        "state": torch.randn(b, t, 13, generator=g),
+        "lang": torch.randn(b, 16, 384, generator=g),
+        "lang_mask": torch.arange(16)[None].expand(b, -1) < 9,
+    }
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "base"])
+@pytest.mark.parametrize("head", ["regression", "flow"])
+def test_forward_shapes_every_preset_and_head(preset, head):
+    cfg = load_preset(preset, head=head, flow_steps=2)
+    model = VLA(cfg, CAMS, (96, 96), 13, 5)
+    x = batch()
+    chunk = model.eval().sample(**x)
+    assert chunk.shape == (2, cfg.action_horizon, 5) and torch.isfinite(chunk).all()
+    loss = model.train().loss(**x, action=torch.rand(2, cfg.action_horizon, 5) * 2 - 1,
+                              action_mask=torch.ones(2, cfg.action_horizon, dtype=torch.bool))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_parameter_counts_match_presets():
+    assert set(available_presets()) >= {"tiny", "small", "base"}
+    millions = {p: count(VLA(load_preset(p), CAMS, (96, 96), 13, 5)) / 1e6 for p in ("tiny", "small", "base")}
+    assert 1 <= millions["tiny"] <= 3
+    assert 20 <= millions["small"] <= 30
+    assert 90 <= millions["base"] <= 120
+
+
+@pytest.mark.parametrize("field, value", [
+    ("d_model", 64), ("depth", 2), ("mlp_ratio", 2.0), ("vision_channels", [8, 16, 32, 64]), ("film", False),
+    ("obs_horizon", 2), ("action_horizon", 8), ("head", "flow"), ("lang_tokens", 12),
+])
+def test_every_architecture_field_changes_the_model(field, value):
+    base = count(VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5))
+    assert count(VLA(load_preset("tiny", **{field: value}), CAMS, (96, 96), 13, 5)) != base
+
+
+def test_behavioural_fields_are_used():
+    x = batch()
+    # heads: same weights, different attention split -> different output
+    a = VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5).eval()
+    b = VLA(load_preset("tiny", heads=8), CAMS, (96, 96), 13, 5).eval()
+    b.load_state_dict(a.state_dict())
+    assert not torch.allclose(a.sample(**x), b.sample(**x))
+    # flow_steps: the number of network evaluations per sampled chunk
+    flow = VLA(load_preset("tiny", head="flow", flow_steps=3), CAMS, (96, 96), 13, 5).eval()
+    calls = []
+    flow.register_forward_hook(lambda *_: calls.append(1))
+    flow.sample(**x)
+    assert len(calls) == 3
+    # augment_shift (training mode only) and dropout make training forwards stochastic
+    for field in ({"augment_shift": 4}, {"augment_shift": 0, "dropout": 0.3}):
+        m = VLA(load_preset("tiny", **field), CAMS, (96, 96), 13, 5).train()
+        assert not torch.allclose(m(**x), m(**x))
+    still = VLA(load_preset("tiny", augment_shift=0, dropout=0.0), CAMS, (96, 96), 13, 5).train()
+    assert torch.allclose(still(**x), still(**x))
+
+
+def test_unknown_config_key_and_preset():
+    with pytest.raises(ValueError, match=r"unknown model config keys \['width'\]"):
+        load_preset("tiny", width=3)
+    with pytest.raises(ValueError, match="available: .*tiny"):
+        load_preset("huge")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model overfit on one batch where two instructions, same frames, need opposite chunks."""
+    torch.manual_seed(0)
+    lang_enc = LanguageEncoder(16)
+    texts = ["press the red button", "open the drawer"]
+    lang, mask = lang_enc.encode([texts[i % 2] for i in range(8)])
+    x = batch(b=8, size=32)
+    for c in CAMS:  # identical frames and states: only the instruction tells the samples apart
+        x["images"][c][:] = x["images"][c][:1]
+    x["state"][:] = x["state"][:1]
+    x.update(lang=lang, lang_mask=mask)
+    sign = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(8)])
+    action = sign[:, None, None] * torch.linspace(0.2, 0.8, 16)[None, :, None].expand(8, 16, 5)
+    target = {"action": action, "action_mask": torch.ones(8, 16, dtype=torch.bool)}
+    model = VLA(load_preset("tiny", augment_shift=0), CAMS, (32, 32), 13, 5)
+    opt = torch.optim.AdamW(model.parameters(), 2e-3)
+    losses = []
+    for _ in range(150):
+        loss = model.train().loss(**x, **target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model.eval(), x, losses, lang_enc, texts
+
+
+def test_overfits_a_tiny_batch(trained):
+    _, _, losses, _, _ = trained
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_language_conditions_the_chunk(trained):
+    model, x, _, lang_enc, texts = trained
+    one = {k: (v[:1] if not isinstance(v, dict) else {c: t[:1] for c, t in v.items()}) for k, v in x.items()}
+    chunks = []
+    for text in texts:
+        lang, mask = lang_enc.encode([text])
+        chunks.append(model.sample(**{**one, "lang": lang, "lang_mask": mask})[0])
+    assert (chunks[0].mean() > 0.2) and (chunks[1].mean() < -0.2), [c.mean() for c in chunks]
