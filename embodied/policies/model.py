@@ -19,7 +19,7 @@ class VisionEncoder(nn.Module):
     def __init__(self, channels: list[int], d_model: int, film: bool):
         super().__init__()
         widths = [3, *channels]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, channels))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, channels, strict=False))
         self.norms = nn.ModuleList(nn.GroupNorm(min(8, c), c) for c in channels)
         self.films = nn.ModuleList(nn.Linear(LANG_WIDTH, 2 * c) for c in channels) if film else None
         if film:
@@ -29,7 +29,7 @@ class VisionEncoder(nn.Module):
         self.out = nn.Linear(channels[-1], d_model)
 
     def forward(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = norm(conv(x))
             if self.films is not None:
                 gamma, beta = self.films[i](lang).chunk(2, dim=-1)  # (B, C) each
@@ -123,7 +123,8 @@ class VLA(nn.Module):
         tokens.append(self.state_proj(state) + self.frame_emb)  # (B, T, d)
         queries = self.queries.expand(b, -1, -1)
         if self.cfg.head == "flow":
-            queries = queries + self.noisy_proj(noisy_action) + self.time_mlp(_time_features(time, queries.shape[-1]))[:, None]
+            time_emb = self.time_mlp(_time_features(time, queries.shape[-1]))  # (B, d)
+            queries = queries + self.noisy_proj(noisy_action) + time_emb[:, None]
         tokens.append(queries)
         x = torch.cat(tokens, dim=1)  # (B, N, d)
         pad = torch.zeros(b, x.shape[1], dtype=torch.bool, device=x.device)

@@ -238,11 +238,11 @@ class MetricsLog:
 
         rows = list(csv.DictReader(self.path.open()))
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-        for ax, key, title in zip(axes, ("loss", "val_loss", "success"), ("train loss", "validation loss",
-                                                                          "rollout success (mean over families)")):
+        titles = ("train loss", "validation loss", "rollout success (mean over families)")
+        for ax, key, title in zip(axes, ("loss", "val_loss", "success"), titles, strict=True):
             pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
             if pts:
-                ax.plot(*zip(*pts), marker="o" if key != "loss" else None)
+                ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None)
             ax.set_title(title)
             ax.set_xlabel("step")
             if key != "success":
