@@ -89,7 +89,7 @@ def train_rate(model: VLA, b: int, device: torch.device, steps: int, bf16: bool,
     _sync(device)
     seconds = (time.perf_counter() - start) / steps
     out = {"samples_per_s": b / seconds, "step_ms": 1e3 * seconds, "batch": b, "warmup_s": compile_s,
-           "final_loss": float(loss)}
+           "final_loss": loss.item()}
     if device.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     else:
