@@ -1,10 +1,10 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, then run the main job (for now: the task-suite demo)
+#   make train  set up, then run the main job (pretrain the tiny VLA, ~20 min on 2 CPU cores)
 #   make test   set up, then run the tests
 PYTHON ?= python3
 STAMP := .setup-stamp
 
-.PHONY: setup test demo bench lint
+.PHONY: setup train test demo bench lint
 
 setup: $(STAMP)
 
@@ -26,12 +26,17 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PYTHON) -m pytest -q -n 2
 
+train: setup
+	$(PYTHON) scripts/train_vla.py
+
 demo: setup
 	$(PYTHON) scripts/show_tasks.py
 
 bench: setup
 	$(PYTHON) scripts/bench_sim.py
 	$(PYTHON) scripts/eval_experts.py
+	$(PYTHON) scripts/bench_data.py
+	$(PYTHON) scripts/bench_train.py
 
 lint: setup
 	$(PYTHON) -m ruff check embodied scripts tests
