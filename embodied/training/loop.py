@@ -209,6 +209,13 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
         result["success"] = result["rollouts"]["mean"]
     if log:
         log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))
+        with (log.path.parent / "evals.jsonl").open("a") as f:  # per-family success, one line per evaluation
+            f.write(json.dumps(result) + "\n")
+        if "rollouts" in result:
+            per_family = "  ".join(f"{k} {100 * v['success']:.0f}%" for k, v in result["rollouts"].items()
+                                   if k != "mean")
+            tqdm.write(f"step {step}: val loss {result.get('val_loss', float('nan')):.4f}, success "
+                       f"{100 * result['success']:.0f}% ({per_family})")
     weights.train()
     return result
 
