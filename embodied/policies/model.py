@@ -19,7 +19,8 @@ class VisionEncoder(nn.Module):
     def __init__(self, channels: list[int], d_model: int, film: bool):
         super().__init__()
         widths = [3, *channels]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, channels, strict=False))
+        pairs = zip(widths, channels, strict=False)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in pairs)
         self.norms = nn.ModuleList(nn.GroupNorm(min(8, c), c) for c in channels)
         self.films = nn.ModuleList(nn.Linear(LANG_WIDTH, 2 * c) for c in channels) if film else None
         if film:
