@@ -63,6 +63,10 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self._frame)
 
+    @property
+    def sample_families(self) -> np.ndarray:  # (len,) task family of every sample
+        return self.families[self._episode]
+
     def __getstate__(self):  # DataLoader workers reopen the store themselves
         return {**self.__dict__, "_store": None}
 

@@ -33,6 +33,8 @@ class TrainConfig:
     """Samples per optimizer step per process (before accumulation)."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
+    balance_families: bool = True
+    """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3
     """Peak learning rate (AdamW), after linear warmup, then cosine decay to 1% of it."""
     warmup: int = 100
