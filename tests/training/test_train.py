@@ -103,3 +103,17 @@ def test_two_process_ddp_with_gloo(store, tmp_path):
     assert len(rows) == 1 + 3 + 1  # header, one row per step, the final evaluation
     samples_per_s = [float(r.split(",")[5]) for r in rows[1:4]]
     assert all(s > 0 for s in samples_per_s)
+
+
+def test_step_batches_are_stateless_and_balance_families():
+    from embodied.training.loop import StepBatches
+
+    groups = np.array(["reach"] * 10 + ["place"] * 90)
+    full = list(StepBatches(100, 64, seed=1, start=0, steps=50, rank=0, groups=groups))
+    resumed = list(StepBatches(100, 64, seed=1, start=20, steps=50, rank=0, groups=groups))
+    assert resumed == full[20:]  # a resumed run draws exactly the batches it would have
+    drawn = groups[np.concatenate(full)]
+    assert 0.45 < np.mean(drawn == "reach") < 0.55  # 10% of the frames, half of the draws
+    plain = np.concatenate(list(StepBatches(100, 64, seed=1, start=0, steps=50, rank=0)))
+    assert np.mean(groups[plain] == "reach") < 0.15
+    assert list(StepBatches(100, 8, 1, 0, 5, rank=1)) != list(StepBatches(100, 8, 1, 0, 5, rank=0))
