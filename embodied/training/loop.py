@@ -105,7 +105,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     # ---- the loop ----------------------------------------------------------------------------------
     for step, batch in enumerate(loader, start=start):
         net.train()
-        gen = torch.Generator().manual_seed(hash((cfg.seed, step, d.rank)) % 2**63)
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, step, d.rank, 1]).integers(2**62)))
         loss_sum = 0.0
         for micro in _split(batch, cfg.grad_accum):
             inputs = _to_device(micro, model, language, d.device)
