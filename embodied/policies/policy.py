@@ -57,7 +57,7 @@ class VLAPolicy:
                  language: LanguageEncoder | None = None):
         self.model, self.spec = model.to(device).eval(), spec
         self.device = torch.device(device)
-        self.language = language or LanguageEncoder(model.cfg.lang_tokens)
+        self.language = language or LanguageEncoder(model.cfg.lang_tokens, model.cfg.language_model)
         self._history: dict[int, deque] = {}
 
     @classmethod

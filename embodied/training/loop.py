@@ -62,7 +62,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
     data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
-    language = LanguageEncoder(pcfg.lang_tokens)
+    language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
     families = sorted(set(store.meta("family").tolist()))
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------

@@ -76,6 +76,11 @@ def test_behavioural_fields_are_used():
     assert torch.allclose(still(**x), still(**x))
 
 
+def test_only_the_shipped_language_model_is_accepted():
+    with pytest.raises(ValueError, match="not available offline"):
+        LanguageEncoder(16, "bert-base-uncased")
+
+
 def test_unknown_config_key_and_preset():
     with pytest.raises(ValueError, match=r"unknown model config keys \['width'\]"):
         load_preset("tiny", width=3)
