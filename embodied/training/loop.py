@@ -132,7 +132,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
                 log.write(step=done, loss=loss_all, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
                           samples_per_s=rate)
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
-            periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes)
+            periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes, store.attrs)
         if (done % cfg.ckpt_every == 0 or done == end) and d.main:
             save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
                             scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
@@ -141,7 +141,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     # ---- the end -----------------------------------------------------------------------------------
     result = {}
     if d.main and end == cfg.steps:
-        result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes)
+        result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes,
+                               store.attrs)
         if log:
             log.plot(run_dir / "curves.png")
     distributed.teardown()
@@ -203,7 +204,7 @@ def validation_loss(model: VLA, val: WindowDataset, language: LanguageEncoder, d
 
 
 def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families: list[str], log, step: int,
-                  episodes: int) -> dict:
+                  episodes: int, store_attrs: dict) -> dict:
     """Validation loss and sim rollouts (success per family) of the weights that would be exported."""
     from embodied.evaluation.rollouts import evaluate
 
@@ -212,7 +213,6 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     if val is not None:
         result["val_loss"] = validation_loss(weights, val, language, d.device)
     policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
-    store_attrs = EpisodeStore.open(val.path if val is not None else cfg.store).attrs
     env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
