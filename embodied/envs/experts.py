@@ -56,10 +56,11 @@ class ScriptedExpert:
             want_yaw = ctrl.target_yaw if yaw is None else _nearest_yaw(yaw(), ctrl.target_yaw)
             delta = np.append(target - ctrl.target_pos, want_yaw - ctrl.target_yaw)
             action = np.append(np.clip(delta / np.asarray(spec.scale[:4]), -1, 1), grip)
-            reached = np.linalg.norm(target - self.env.world.grasp_pos) < tol
-            if until() if until else reached and abs(want_yaw - ctrl.yaw(data)) < 0.05:
-                return
-            if abort is not None and abort():
+            if until is not None:
+                done = until()
+            else:
+                done = np.linalg.norm(target - self.env.world.grasp_pos) < tol and abs(want_yaw - ctrl.yaw(data)) < 0.05
+            if done or (abort is not None and abort()):
                 return
             yield action
 
