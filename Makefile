@@ -1,42 +1,59 @@
 # Two commands do everything on a fresh machine:
 #   make train  set up, then run the main job (pretrain the tiny VLA, ~20 min on 2 CPU cores)
 #   make test   set up, then run the tests
+# Setup installs into a project virtual environment, .venv, from the lock (requirements.lock).
 PYTHON ?= python3
-STAMP := .setup-stamp
+TORCH := 2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup train test demo bench lint
+.PHONY: setup train test demo bench lint lock
 
 setup: $(STAMP)
 
-# Idempotent: system rendering library only where software rendering is needed, the CPU build of
-# torch only where no NVIDIA GPU is present (a plain `torch` would pull a multi-GB CUDA build),
-# then the package itself. Re-runs when pyproject.toml changes.
-$(STAMP): pyproject.toml
-	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
-	  if ! ldconfig -p | grep -q libOSMesa; then \
-	    echo "installing libosmesa6 (offscreen rendering without a GPU)"; \
-	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libosmesa6; \
-	  fi; \
-	  $(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0; \
+# Idempotent; re-runs when pyproject.toml or the lock changes. System packages only where missing:
+# venv support (Debian splits it out) and the software renderer where no NVIDIA GPU is present.
+# torch is pinned here, not in the lock: `pip install torch==$(TORCH)` takes this machine's CPU build
+# where one lies on disk and the CUDA build on a GPU machine; a plain `torch` would pull CUDA everywhere.
+$(STAMP): pyproject.toml requirements.lock
+	@need=""; \
+	$(PYTHON) -c "import ensurepip" 2>/dev/null || need="python3-venv"; \
+	if ! command -v nvidia-smi >/dev/null 2>&1 && ! ldconfig -p | grep -q libOSMesa; then need="$$need libosmesa6"; fi; \
+	if [ -n "$$need" ]; then \
+	  echo "installing $$need"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$need; \
 	fi
-	$(PYTHON) -m pip install -q -e '.[dev]'
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==$(TORCH)
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
 test: setup
-	$(PYTHON) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2
 
 train: setup
-	$(PYTHON) scripts/train_vla.py
+	$(PY) scripts/train_vla.py
 
 demo: setup
-	$(PYTHON) scripts/show_tasks.py
+	$(PY) scripts/show_tasks.py
 
 bench: setup
-	$(PYTHON) scripts/bench_sim.py
-	$(PYTHON) scripts/eval_experts.py
-	$(PYTHON) scripts/bench_data.py
-	$(PYTHON) scripts/bench_train.py
+	$(PY) scripts/bench_sim.py
+	$(PY) scripts/eval_experts.py
+	$(PY) scripts/bench_data.py
+	$(PY) scripts/bench_train.py
 
 lint: setup
-	$(PYTHON) -m ruff check embodied scripts tests
+	$(PY) -m ruff check embodied scripts tests
+
+# Refresh the lock from pyproject.toml's ranges (newest versions that satisfy them), then run `make test`.
+# torch is resolved as this machine's CPU build so that its CUDA-only dependencies stay out of the lock.
+lock:
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv
+	echo "torch==$(TORCH)+cpu" > $(VENV)/torch-constraint.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade \
+	  --find-links /opt/wheels -c $(VENV)/torch-constraint.txt --no-emit-package torch -o requirements.lock

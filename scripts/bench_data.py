@@ -25,6 +25,7 @@ from embodied.data.recipes import Recipe
 from embodied.data.report import disk_usage
 from embodied.data.store import IMAGE_CODEC, EpisodeStore
 from embodied.data.windows import WindowDataset
+from embodied.errors import cli
 
 CODECS = {
     "none": None,
@@ -133,4 +134,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

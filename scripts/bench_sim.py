@@ -27,6 +27,7 @@ from rich.table import Table  # noqa: E402
 import embodied.envs as envs  # noqa: E402
 from embodied.envs.experts import ScriptedExpert  # noqa: E402
 from embodied.envs.rendering import mujoco  # noqa: E402
+from embodied.errors import cli
 
 
 @dataclass
@@ -94,4 +95,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

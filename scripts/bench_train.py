@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from embodied.errors import cli
 from embodied.policies.config import load_preset
 from embodied.policies.model import VLA
 
@@ -182,4 +183,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

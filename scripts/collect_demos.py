@@ -14,6 +14,7 @@ import tyro
 
 from embodied.data.collect import collect
 from embodied.data.recipes import load_recipe, recipes_dir
+from embodied.errors import cli
 
 
 @dataclass
@@ -33,4 +34,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 import embodied.envs as envs
 from embodied.envs.experts import run_expert_episode
+from embodied.errors import cli
 
 
 @dataclass
@@ -63,4 +64,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

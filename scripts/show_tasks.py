@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert
+from embodied.errors import cli
 from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_side, write_mp4
 
 
@@ -56,4 +57,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli(lambda: main(tyro.cli(Args)))

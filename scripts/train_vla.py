@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from embodied.data.recipes import load_recipe, recipes_dir
+from embodied.errors import cli
 from embodied.paths import repo_root
 from embodied.training.config import TrainConfig
 
@@ -80,4 +81,4 @@ def _wait_for_store(store) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(TrainConfig))
+    cli(lambda: main(tyro.cli(TrainConfig)))

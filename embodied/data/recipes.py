@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from embodied.errors import UserError
 from embodied.paths import repo_root
 
 
@@ -59,14 +60,14 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise FileNotFoundError(f"no recipe {str(name_or_path)!r}; available: {available_recipes()}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
+        raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown recipe keys {unknown}; valid keys: {sorted(known)}")
+        raise UserError(f"{path}: unknown recipe keys {unknown}; valid keys: {sorted(known)}")
     missing = sorted(k for k in ("families", "episodes_per_family") if k not in raw)
     if missing:
-        raise ValueError(f"{path}: recipe is missing {missing}")
+        raise UserError(f"{path}: recipe is missing {missing}")
     raw.setdefault("name", path.stem)
     recipe = Recipe(**raw)
     _check(recipe, path)
@@ -78,10 +79,10 @@ def _check(r: Recipe, path: Path) -> None:
 
     bad = [f for f in r.families if f not in FAMILIES]
     if bad or not r.families:
-        raise ValueError(f"{path}: unknown families {bad}; available: {FAMILIES}")
+        raise UserError(f"{path}: unknown families {bad}; available: {FAMILIES}")
     if r.episodes_per_family < 1:
-        raise ValueError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
+        raise UserError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
     if r.split not in ("train", "heldout", "all"):
-        raise ValueError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
+        raise UserError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
     if not r.cameras or any(c not in ("front", "wrist") for c in r.cameras):
-        raise ValueError(f"{path}: cameras must be a non-empty subset of ['front', 'wrist'], got {r.cameras}")
+        raise UserError(f"{path}: cameras must be a non-empty subset of ['front', 'wrist'], got {r.cameras}")

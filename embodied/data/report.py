@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from embodied.data.store import EpisodeStore
+from embodied.errors import UserError
 from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_side
 
 
@@ -83,5 +84,22 @@ def show(store: EpisodeStore, out: str | Path, max_episodes: int = 16, scale: in
         text = f"#{i} {families[i]}: {store.meta('instruction')[i]}"
         tiles.append(caption(side_by_side(frame, scale), text, lines=2))
     if not tiles:
-        raise ValueError(f"{store.path} has no episodes to show")
+        raise UserError(f"{store.path} has no episodes to show")
     return save_png(out, contact_sheet(tiles, cols=4 if len(tiles) > 8 else 2))
+
+
+def print_verify(report) -> None:
+    """A verify report (embodied.data.verify.Report): one line when whole, else a table of the damage."""
+    console = Console()
+    checked = f"{report.episodes:,} episodes, {report.frames:,} frames, format v{report.format_version}"
+    if report.whole:
+        console.print(f"[green]whole[/green]: {report.store} ({checked})")
+        if report.format_version == 1:
+            console.print("format v1 stores carry no checksums: chunks were checked to decode, not to be unchanged")
+        return
+    table = Table(title=f"{report.store}: {len(report.damage)} damaged ({checked})")
+    for col in ("episode", "camera", "steps", "file", "what is wrong"):
+        table.add_column(col, overflow="fold")
+    for d in report.damage:
+        table.add_row("" if d.episode is None else str(d.episode), d.camera or "", d.steps or "", d.file, d.why)
+    console.print(table)

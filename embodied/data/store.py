@@ -7,6 +7,11 @@
     meta/instruction, meta/family (str), meta/success, meta/has_actions, meta/has_states (bool),
     meta/seed (int64, -1 when not from a seeded env)
 
+Integrity (format version 2): every chunk ends in a crc32c checksum (zarr's crc32c codec), the
+root attributes hold a crc32c of every other zarr.json (`checksums`) and of themselves
+(`attrs_crc32c`), so `embodied data verify` finds any damaged file and a bad frame read during
+training names the store, camera and episode. Version 1 stores (no checksums) are still read.
+
 Crash safety: zarr's local store writes every file atomically (temp file + rename). An append writes
 the frames, then the per-episode rows, and commits last by setting the group attribute
 `num_episodes`. Anything past the committed count is ignored by readers and cut off by the next
@@ -15,24 +20,29 @@ writer, so a process killed at any moment loses at most the episode in progress.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 
-FORMAT_VERSION = 1
+from embodied.errors import UserError
+
+FORMAT_VERSION = 2  # 2 added checksums; 1 is still read
 IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")  # see scripts/bench_data.py
+ATTRS_CRC = "attrs_crc32c"
 FLAT_KEYS = {"name": "default", "separator": "."}  # c.<frame>.0.0.0: one folder, not one per frame
 META = {"instruction": str, "family": str, "success": bool, "seed": "int64", "has_actions": bool,
         "has_states": bool}
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A store that is missing, malformed, or does not fit what is written to it."""
 
 
@@ -59,11 +69,15 @@ class EpisodeStore:
     def __init__(self, group: zarr.Group, path: Path, writable: bool):
         self.group, self.path, self.writable = group, path, writable
         self.attrs = dict(group.attrs)
+        self.version = int(self.attrs["format_version"])
         self.cameras: list[str] = list(self.attrs["cameras"])
-        self._images = {c: group[f"data/images/{c}"] for c in self.cameras}
-        self._state, self._action = group["data/state"], group["data/action"]
-        self._meta = {k: group[f"meta/{k}"] for k in ["episode_ends", *META]}
+        # every chunk written, even one equal to the fill value, so a missing chunk file means damage
+        arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in array_names(self.cameras)}
+        self._images = {c: arrays[f"data/images/{c}"] for c in self.cameras}
+        self._state, self._action = arrays["data/state"], arrays["data/action"]
+        self._meta = {k: arrays[f"meta/{k}"] for k in ["episode_ends", *META]}
         self._fast = all(_plain_blosc(a) for a in self._images.values())
+        self._crc = self.version >= 2
 
     # ---- create / open ------------------------------------------------------------------------
     @classmethod
@@ -75,21 +89,22 @@ class EpisodeStore:
             raise StoreError(f"{path} already exists; open it with EpisodeStore.open(path, mode='a')")
         group = zarr.open_group(path, mode="w-")
         h, w = image_size
+        other = [ZstdCodec(), Crc32cCodec()]
         for cam in cameras:
             group.create_array(f"data/images/{cam}", shape=(0, h, w, 3), chunks=(1, h, w, 3), dtype="uint8",
-                               compressors=[IMAGE_CODEC], chunk_key_encoding=FLAT_KEYS)
+                               compressors=[IMAGE_CODEC, Crc32cCodec()], chunk_key_encoding=FLAT_KEYS)
         group.create_array("data/state", shape=(0, state_dim), chunks=(4096, state_dim), dtype="float32",
-                           fill_value=np.nan)
+                           fill_value=np.nan, compressors=other)
         group.create_array("data/action", shape=(0, action_dim), chunks=(4096, action_dim), dtype="float32",
-                           fill_value=np.nan)
-        group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64")
+                           fill_value=np.nan, compressors=other)
+        group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64", compressors=other)
         for key, dtype in META.items():
-            group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype)
-        group.attrs.update({
-            "format_version": FORMAT_VERSION, "cameras": list(cameras), "image_size": [h, w],
-            "control_rate": control_rate, "robot": robot, "action_spec": action_spec or {},
-            "state_spec": state_spec or {}, "num_episodes": 0, **attrs,
-        })
+            group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype, compressors=other)
+        checksums = {node: metadata_checksum(path / node / "zarr.json") for node in node_names(cameras)}
+        attrs = {"format_version": FORMAT_VERSION, "cameras": list(cameras), "image_size": [h, w],
+                 "control_rate": control_rate, "robot": robot, "action_spec": action_spec or {},
+                 "state_spec": state_spec or {}, "num_episodes": 0, **attrs, "checksums": checksums}
+        group.attrs.update({**attrs, ATTRS_CRC: attrs_checksum(attrs)})
         return cls(group, path, writable=True)
 
     @classmethod
@@ -98,15 +113,20 @@ class EpisodeStore:
         path = Path(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+        if not path.exists():
+            raise StoreError(f"no store at {path}")
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path} is not an episode store (no zarr.json there)")
         try:
             group = zarr.open_group(path, mode="r+" if mode == "a" else "r")
-        except Exception as e:  # noqa: BLE001 - zarr raises many kinds on a corrupt group
-            raise StoreError(f"{path}: cannot read the zarr group: {e}") from e
-        _check_header(path, dict(group.attrs), group)
-        store = cls(group, path, writable=mode == "a")
-        store.validate()
+            _check_header(path, dict(group.attrs), group)
+            store = cls(group, path, writable=mode == "a")
+            store.validate()
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - damaged metadata or chunks surface as many kinds
+            raise StoreError(f"{path}: cannot read the store ({type(e).__name__}: {e}); "
+                             f"`embodied data verify {path}` names each damaged file") from e
         if mode == "a":
             store._cut_uncommitted()
         return store
@@ -154,9 +174,21 @@ class EpisodeStore:
             try:
                 raw = (folder / key).read_bytes()
             except FileNotFoundError:
+                if self._crc:  # every frame of a version-2 store has its file
+                    raise self.damaged(camera, int(i), "its chunk file is missing") from None
                 continue
-            out[k] = np.frombuffer(numcodecs.blosc.decompress(raw), np.uint8).reshape(arr.shape[1:])
+            try:
+                out[k] = decode_frame(raw, self._crc, arr.shape[1:])
+            except ValueError as e:
+                raise self.damaged(camera, int(i), str(e)) from None
         return out
+
+    def damaged(self, camera: str, frame: int, why: str) -> StoreError:
+        """An error naming the store, camera, episode and step of a frame that cannot be read."""
+        ep = int(np.searchsorted(self.episode_ends, frame, side="right"))
+        start = self.episode_range(ep)[0] if ep < self.num_episodes else 0
+        return StoreError(f"{self.path}: camera {camera!r}, episode {ep}, step {frame - start} (frame {frame}): "
+                          f"{why}. `embodied data verify {self.path}` lists every damaged frame")
 
     def episode(self, i: int) -> Episode:
         start, end = self.episode_range(i)
@@ -186,8 +218,7 @@ class EpisodeStore:
         for key, value in row.items():
             arr = self._meta[key]
             arr.append(np.array([value], dtype=object if arr.dtype.kind == "T" else arr.dtype))
-        self.group.attrs["num_episodes"] = n + 1  # the commit
-        self.attrs["num_episodes"] = n + 1
+        self._write_attrs({"num_episodes": n + 1})  # the commit
         return n
 
     def _append_frames(self, arr: zarr.Array, frames: np.ndarray) -> None:
@@ -207,6 +238,8 @@ class EpisodeStore:
                 arr[start + k] = frame
                 continue
             raw = numcodecs.blosc.compress(np.ascontiguousarray(frame), b"zstd", blosc.clevel, 0)  # 0: no shuffle
+            if self._crc:  # as zarr's crc32c codec: the checksum of the bytes before it, uint32 little-endian
+                raw += np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
             target = folder / arr.metadata.encode_chunk_key((start + k, 0, 0, 0))
             tmp = target.with_suffix(f".{os.getpid()}.partial")
             tmp.write_bytes(raw)
@@ -257,8 +290,18 @@ class EpisodeStore:
     def set_attrs(self, **attrs) -> None:
         if not self.writable:
             raise StoreError(f"{self.path} is open read-only")
+        reserved = {"format_version", "num_episodes", "checksums", ATTRS_CRC} & set(attrs)
+        if reserved:
+            raise StoreError(f"attributes {sorted(reserved)} are kept by the store itself")
+        self._write_attrs(attrs)
+
+    def _write_attrs(self, updates: dict) -> None:
+        """One atomic write of the root zarr.json, with the attributes' own checksum (version 2)."""
+        attrs = {k: v for k, v in {**self.attrs, **updates}.items() if k != ATTRS_CRC}
+        if self._crc:
+            attrs[ATTRS_CRC] = attrs_checksum(attrs)
         self.group.attrs.update(attrs)
-        self.attrs.update(attrs)
+        self.attrs = attrs
 
     # ---- validation ---------------------------------------------------------------------------
     def validate(self) -> None:
@@ -320,9 +363,54 @@ def _check_header(path: Path, attrs: dict, group: zarr.Group) -> None:
 
 
 def _plain_blosc(arr: zarr.Array) -> bool:
+    """Bytes + Blosc (+ crc32c): the codecs the fast frame reader and writer implement."""
     codecs = arr.metadata.codecs
-    return (isinstance(arr.store, zarr.storage.LocalStore) and len(codecs) == 2
-            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec))
+    return (isinstance(arr.store, zarr.storage.LocalStore) and len(codecs) in (2, 3)
+            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
+            and (len(codecs) == 2 or isinstance(codecs[2], Crc32cCodec)))
+
+
+def decode_frame(raw: bytes, checksum: bool, shape: tuple[int, ...]) -> np.ndarray:
+    """One frame's chunk file -> uint8 array; ValueError says what is wrong with it."""
+    if checksum:
+        if len(raw) < 4 or np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(raw[:-4]):
+            raise ValueError("its checksum does not match (the file is damaged)")
+        raw = raw[:-4]
+    try:
+        flat = np.frombuffer(numcodecs.blosc.decompress(raw), np.uint8)
+    except Exception as e:  # noqa: BLE001 - Blosc raises RuntimeError or ValueError on bad input
+        raise ValueError(f"it does not decompress ({e})") from None
+    if flat.size != math.prod(shape):
+        raise ValueError(f"it holds {flat.size} bytes; a frame of shape {shape} has {math.prod(shape)}")
+    return flat.reshape(shape)
+
+
+def array_names(cameras: list[str]) -> list[str]:
+    return [*(f"data/images/{c}" for c in cameras), "data/state", "data/action", "meta/episode_ends",
+            *(f"meta/{k}" for k in META)]
+
+
+def node_names(cameras: list[str]) -> list[str]:
+    """Every group and array below the root: each has a zarr.json."""
+    return ["data", "data/images", "meta", *array_names(cameras)]
+
+
+def canonical_metadata(meta: dict) -> bytes:
+    """A node's zarr.json as checksummed: the length of an array's first axis is left out (it grows with
+    every append, and is checked against the committed episodes instead)."""
+    meta = dict(meta)
+    if meta.get("node_type") == "array":
+        meta["shape"] = meta["shape"][1:]
+    return json.dumps(meta, sort_keys=True).encode()
+
+
+def metadata_checksum(file: Path) -> int:
+    return google_crc32c.value(canonical_metadata(json.loads(file.read_bytes())))
+
+
+def attrs_checksum(attrs: dict) -> int:
+    return google_crc32c.value(json.dumps({k: v for k, v in attrs.items() if k != ATTRS_CRC},
+                                          sort_keys=True).encode())
 
 
 def _or_nan(arr: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 
 from embodied.data.store import Episode, EpisodeStore, StoreError
@@ -22,6 +23,33 @@ def load_array(path: str | Path) -> np.ndarray:
     if arr.ndim != 2:
         raise StoreError(f"{path}: expected a 2-D array (frames, dims), got shape {arr.shape}")
     return arr.astype(np.float32)
+
+
+def create_store_for_videos(path: str | Path, videos: dict[str, str | Path], action_dim: int | None = None,
+                            state_dim: int | None = None) -> EpisodeStore:
+    """A new store shaped by the videos: their cameras, frame size and frame rate (as control rate).
+    Without actions or states to size them, the tabletop arm's specs are assumed."""
+    from embodied.envs.arm import STATE_SPEC, action_spec
+    from embodied.envs.tabletop import default_config
+
+    missing = [str(p) for p in videos.values() if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no video file {missing[0]}")
+    shapes, rates = {}, {}
+    for cam, p in videos.items():
+        with av.open(str(p)) as container:
+            stream = container.streams.video[0]
+            shapes[cam], rates[cam] = (stream.height, stream.width), float(stream.average_rate or 20)
+    if len(set(shapes.values())) != 1:
+        raise StoreError(f"the videos have different sizes {shapes} (HxW); one store holds one size")
+    cfg = default_config()
+    arm = action_spec("ee_delta", cfg.max_step, cfg.max_yaw_step, None)
+    tabletop = (action_dim in (None, len(arm.names))) and (state_dim in (None, len(STATE_SPEC.names)))
+    return EpisodeStore.create(
+        path, cameras=list(videos), image_size=next(iter(shapes.values())), control_rate=next(iter(rates.values())),
+        state_dim=state_dim or len(STATE_SPEC.names), action_dim=action_dim or len(arm.names),
+        robot="tabletop" if tabletop else "imported", action_spec=arm.to_dict() if tabletop else None,
+        state_spec=STATE_SPEC.to_dict() if tabletop else None)
 
 
 def import_episode(store: EpisodeStore, videos: dict[str, str | Path], instruction: str,

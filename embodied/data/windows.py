@@ -8,12 +8,13 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from embodied.data.store import EpisodeStore
+from embodied.errors import UserError
 
 
 def split_episodes(num_episodes: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation episode indices: a seeded random split by episode (never by frame)."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(num_episodes)
     n_val = int(round(val_fraction * num_episodes))
     if val_fraction > 0 and num_episodes > 1:
@@ -36,13 +37,13 @@ class WindowDataset(Dataset):
                  episodes: np.ndarray | None = None, cameras: list[str] | None = None,
                  require_actions: bool = True):
         if obs_horizon < 1 or action_horizon < 1:
-            raise ValueError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
+            raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
         store = EpisodeStore.open(self.path)
         self.cameras = list(cameras or store.cameras)
         missing = sorted(set(self.cameras) - set(store.cameras))
         if missing:
-            raise ValueError(f"cameras {missing} are not in {path}; it has {store.cameras}")
+            raise UserError(f"cameras {missing} are not in {path}; it has {store.cameras}")
         episodes = np.arange(store.num_episodes) if episodes is None else np.asarray(episodes, np.int64)
         if require_actions:
             episodes = episodes[store.meta("has_actions")[episodes].astype(bool)]

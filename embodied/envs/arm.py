@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from embodied.envs.rendering import mujoco
+from embodied.errors import UserError
 from embodied.specs import ActionSpec, StateSpec
 
 ARM_JOINTS = ("j1", "j2", "j3", "j4", "j5")
@@ -39,7 +40,7 @@ def action_spec(kind: str, max_step: float, max_yaw_step: float, model: mujoco.M
         lo, hi = np.array([model.jnt_range[model.joint(j).id] for j in ARM_JOINTS]).T
         return ActionSpec(kind, ARM_JOINTS + grip["names"], ("rad",) * 5 + grip["units"],
                           tuple((hi - lo) / 2) + grip["scale"], tuple((hi + lo) / 2) + grip["offset"])
-    raise ValueError(f"unknown action kind {kind!r}; expected 'ee_delta' or 'joint_pos'")
+    raise UserError(f"unknown action kind {kind!r}; expected 'ee_delta' or 'joint_pos'")
 
 
 STATE_SPEC = StateSpec(ARM_JOINTS + ("gripper_opening", "ee_x", "ee_y", "ee_z", "ee_qw", "ee_qx",

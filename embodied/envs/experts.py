@@ -14,6 +14,7 @@ import numpy as np
 from embodied.envs.scene import PLATE_HALF_HEIGHT, World
 from embodied.envs.tabletop import TabletopEnv
 from embodied.envs.tasks import DIRECTIONS, PUSH_DISTANCE, Task, success
+from embodied.errors import UserError
 
 OPEN, CLOSED = -1.0, 1.0
 CLEAR = 0.16  # travel height of the grasp site above the table (m)
@@ -26,7 +27,7 @@ class ScriptedExpert:
     def __init__(self, env, noise: float = 0.0, seed: int | None = None):
         self.env: TabletopEnv = env.unwrapped
         if self.env.action_spec.kind != "ee_delta":
-            raise ValueError("scripted experts act in end-effector deltas; make the env with "
+            raise UserError("scripted experts act in end-effector deltas; make the env with "
                              "action_type='ee_delta'")
         self.noise = noise
         self.rng = np.random.default_rng(seed)

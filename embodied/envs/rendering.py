@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import shutil
+import weakref
 from pathlib import Path
 
 
@@ -19,6 +22,21 @@ def choose_gl_backend() -> str:
 choose_gl_backend()
 
 import mujoco  # noqa: E402  (the backend must be chosen before this import)
+
+# MuJoCo's default warning handler appends to MUJOCO_LOG.TXT in the working folder; send its warnings
+# to Python's logging instead (envs also report them per step in info["physics_warnings"]).
+mujoco.set_mju_user_warning(logging.getLogger("mujoco").warning)
+
+
+# Renderers still open at exit: closed by an atexit hook while the GL library is still loaded. Left to
+# MuJoCo's Renderer.__del__ at interpreter shutdown, OSMesa's teardown prints a ctypes traceback.
+_open_renderers: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_renderers() -> None:
+    for renderer in list(_open_renderers):
+        renderer.close()
 
 
 class CameraRenderer:
@@ -39,6 +57,7 @@ class CameraRenderer:
         self._renderer = mujoco.Renderer(model, height, width)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
         self._shadows = shadows
+        _open_renderers.add(self)
 
     def render(self, data: mujoco.MjData, camera: str):  # -> uint8 (H, W, 3)
         self._renderer.update_scene(data, camera)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import string
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import gymnasium as gym
 import numpy as np
@@ -14,10 +15,12 @@ from embodied.envs import tasks
 from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
 from embodied.envs.rendering import CameraRenderer, mujoco
 from embodied.envs.scene import World
+from embodied.errors import UserError
 
 # a str, not a set: its order fixes character indices, which must agree across processes
 INSTRUCTION_CHARS = string.ascii_letters + string.digits + " .,'-_"
 SUITE = "suite"
+MAX_IMAGE = 4096  # pixels per side; MuJoCo's offscreen buffer and memory set the real bound
 
 
 @dataclass
@@ -53,11 +56,35 @@ class TabletopConfig:
     families: tuple[str, ...] = field(default_factory=tuple)
     """Families a suite env samples from (empty = all)."""
 
+    def __post_init__(self):
+        """Reject values that would fail later, deep inside MuJoCo or OpenGL, naming the field."""
+        for name in ("ctrl_dt", "sim_dt", "max_step"):
+            value = getattr(self, name)
+            if not (isinstance(value, Real) and 0 < value < float("inf")):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.max_yaw_step, Real) and 0 <= self.max_yaw_step < float("inf")):
+            raise UserError(f"max_yaw_step must be a number >= 0, got {self.max_yaw_step!r}")
+        for name in ("image_size", "render_size"):
+            size = getattr(self, name)
+            if (not isinstance(size, (tuple, list)) or len(size) != 2
+                    or not all(isinstance(v, Integral) and 1 <= v <= MAX_IMAGE for v in size)):
+                raise UserError(f"{name} must be (height, width), two integers from 1 to {MAX_IMAGE}, "
+                                 f"got {size!r}")
+        for name in ("multisamples", "settle_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < 0:
+                raise UserError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.action_type not in ("ee_delta", "joint_pos"):
+            raise UserError(f"action_type must be 'ee_delta' or 'joint_pos', got {self.action_type!r}")
+        if self.split not in ("train", "heldout", "all"):
+            raise UserError(f"split must be 'train', 'heldout' or 'all', got {self.split!r}")
+        self.substeps  # noqa: B018 - ctrl_dt must be a multiple of sim_dt
+
     @property
     def substeps(self) -> int:
         n = round(self.ctrl_dt / self.sim_dt)
         if n < 1 or abs(n * self.sim_dt - self.ctrl_dt) > 1e-9:
-            raise ValueError(f"ctrl_dt={self.ctrl_dt} must be a positive multiple of sim_dt={self.sim_dt}")
+            raise UserError(f"ctrl_dt={self.ctrl_dt} must be a positive multiple of sim_dt={self.sim_dt}")
         return n
 
 
@@ -92,8 +119,6 @@ class TabletopEnv(gym.Env):
         self._check_family(task)
         for f in self.families:
             self._check_family(f)
-        if cfg.split not in ("train", "heldout", "all"):
-            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {cfg.split!r}")
         self.task_name = task
         model = self.world.model
         model.opt.timestep = cfg.sim_dt
@@ -103,11 +128,11 @@ class TabletopEnv(gym.Env):
         self.controller = ArmController(model, self.action_spec)
         for cam in cfg.cameras:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam) < 0:
-                raise ValueError(f"unknown camera {cam!r}; available: ['front', 'wrist']")
+                raise UserError(f"unknown camera {cam!r}; available: ['front', 'wrist']")
         h, w = cfg.image_size
         obs_space = {
             "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),
-            "instruction": spaces.Text(max_length=128, charset=INSTRUCTION_CHARS),
+            "instruction": spaces.Text(max_length=tasks.MAX_INSTRUCTION, charset=INSTRUCTION_CHARS),
         }
         if cfg.cameras:  # cameras=() gives a state-only env (fast expert runs)
             images = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cfg.cameras}
@@ -122,7 +147,7 @@ class TabletopEnv(gym.Env):
     def _check_family(self, name: str) -> None:
         known = list(self.world.suite["families"])
         if name != SUITE and name not in known:
-            raise ValueError(f"unknown task {name!r}; available: {[SUITE, *known]}")
+            raise UserError(f"unknown task {name!r}; available: {[SUITE, *known]}")
 
     # ---- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -130,7 +155,7 @@ class TabletopEnv(gym.Env):
         options = dict(options or {})
         unknown = set(options) - {"task", "instruction"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'task' and/or 'instruction'")
+            raise UserError(f"unknown reset options {sorted(unknown)}; expected 'task' and/or 'instruction'")
         m, d, world = self.world.model, self.world.data, self.world
         family = options.get("task", self.task_name)
         self._check_family(family)
@@ -187,10 +212,10 @@ class TabletopEnv(gym.Env):
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action, dtype=np.float32)
         if a.shape != self.action_space.shape:
-            raise ValueError(f"action has shape {a.shape}; expected {self.action_space.shape} "
+            raise UserError(f"action has shape {a.shape}; expected {self.action_space.shape} "
                              f"({', '.join(self.action_spec.names)})")
         if not np.all(np.isfinite(a)):
-            raise ValueError(f"action contains NaN or inf: {a}")
+            raise UserError(f"action contains NaN or inf: {a}")
         return np.clip(a, -1.0, 1.0)
 
     def _observation(self) -> dict:

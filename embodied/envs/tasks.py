@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embodied.envs.scene import BUTTON_PRESSED, PLATE_HALF_HEIGHT, PLATE_RADIUS, Thing, World
+from embodied.errors import UserError
 
 DIRECTIONS = {  # from the robot's point of view: it faces +x
     "to the left": np.array([0.0, 1.0]),
@@ -17,6 +18,7 @@ DIRECTIONS = {  # from the robot's point of view: it faces +x
     "backward": np.array([-1.0, 0.0]),
 }
 PUSH_DISTANCE = 0.08  # success: displaced at least this far along the direction (m)
+MAX_INSTRUCTION = 128  # characters; the observation space's Text limit
 LIFT_HEIGHT = 0.06  # success: raised at least this far off the table (m)
 # which kinds of thing each slot of each family may name
 SLOTS = {
@@ -31,7 +33,7 @@ SLOTS = {
 }
 
 
-class InstructionError(ValueError):
+class InstructionError(UserError):
     """An instruction that names no task or an object absent from the scene."""
 
 
@@ -105,6 +107,11 @@ def _template_regex(tmpl: str) -> re.Pattern:
     return re.compile(regex + r"\.?$", re.IGNORECASE)
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """The text quoted for an error message, cut to a readable length."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def resolve(phrase: str, kinds: tuple[str, ...], things: list[Thing]) -> Thing:
     """The one thing of the given kinds that a phrase like "large red cube" names."""
     words = set(phrase.lower().split()) - {"the", "a"}
@@ -112,17 +119,19 @@ def resolve(phrase: str, kinds: tuple[str, ...], things: list[Thing]) -> Thing:
     found = [t for t in pool if words <= t.words]
     available = ", ".join(describe(t, things) for t in pool) or "none"
     if not found:
-        raise InstructionError(f"no {'/'.join(kinds)} called {phrase!r} in this scene; "
+        raise InstructionError(f"no {'/'.join(kinds)} called {clip(phrase)} in this scene; "
                                f"available: {available}")
     if len(found) > 1:
         names = ", ".join(describe(t, things) for t in found)
-        raise InstructionError(f"{phrase!r} is ambiguous here: it could be {names}")
+        raise InstructionError(f"{clip(phrase)} is ambiguous here: it could be {names}")
     return found[0]
 
 
 def parse_instruction(text: str, world: World) -> Task:
     """Match a typed instruction against every family's templates and ground it in the scene."""
     clean = " ".join(text.strip().split())
+    if len(clean) > MAX_INSTRUCTION:
+        raise InstructionError(f"instruction {clip(clean)} is too long: at most {MAX_INSTRUCTION} characters")
     errors = []
     for family, spec in world.suite["families"].items():
         for tmpl in spec["templates"] + spec["heldout"]:
@@ -139,9 +148,9 @@ def parse_instruction(text: str, world: World) -> Task:
             dir_ = slots["dir"].lower() if "dir" in slots else None
             return Task(family, clean, things.get("obj"), things.get("target"), dir_)
     if errors:
-        raise InstructionError(f"cannot ground {text!r}: {errors[0]}")
+        raise InstructionError(f"cannot ground {clip(clean)}: {errors[0]}")
     examples = "; ".join(f"{f}: '{s['templates'][0]}'" for f, s in world.suite["families"].items())
-    raise InstructionError(f"{text!r} matches no known task. Known forms: {examples}")
+    raise InstructionError(f"{clip(clean)} matches no known task. Known forms: {examples}")
 
 
 def success(task: Task, world: World) -> bool:

@@ -9,6 +9,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from embodied.errors import UserError
+
 
 def side_by_side(images: dict[str, np.ndarray], scale: int = 1) -> np.ndarray:
     """Camera images (each uint8 (H, W, 3), same H) -> one uint8 (H*scale, sum W*scale, 3)."""
@@ -64,7 +66,7 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int, crf: int = 1
         stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
         for frame in frames:
             if frame.shape[:2] != (h, w):
-                raise ValueError(f"all frames must be {h}x{w}; got {frame.shape[:2]}")
+                raise UserError(f"all frames must be {h}x{w}; got {frame.shape[:2]}")
             padded = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
             container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
         container.mux(stream.encode())
@@ -80,7 +82,7 @@ def read_video(path: str | Path) -> np.ndarray:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except (av.error.FFmpegError, IndexError) as e:
-        raise ValueError(f"cannot read video {path}: {e}") from e
+        raise UserError(f"cannot read video {path}: {e}") from e
     if not frames:
-        raise ValueError(f"video {path} has no frames")
+        raise UserError(f"video {path} has no frames")
     return np.stack(frames)

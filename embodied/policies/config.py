@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from embodied.errors import UserError
 from embodied.paths import repo_root
 
 HEADS = ("regression", "flow")
@@ -48,9 +49,9 @@ class PolicyConfig:
 
     def __post_init__(self):
         if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+            raise UserError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.d_model % self.heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+            raise UserError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
 
 
 def presets_dir() -> Path:
@@ -65,7 +66,7 @@ def load_preset(name: str, **overrides) -> PolicyConfig:
     """A preset (policies/<name>.yaml) with overrides; unknown keys name the valid ones."""
     path = presets_dir() / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown model preset {name!r}; available: {available_presets()}")
+        raise UserError(f"unknown model preset {name!r}; available: {available_presets()}")
     values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}
     return config_from_dict(values, where=str(path))
 
@@ -74,5 +75,5 @@ def config_from_dict(values: dict, where: str = "config") -> PolicyConfig:
     known = {f.name for f in dataclasses.fields(PolicyConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown model config keys {unknown}; valid keys: {sorted(known)}")
+        raise UserError(f"{where}: unknown model config keys {unknown}; valid keys: {sorted(known)}")
     return PolicyConfig(**values)

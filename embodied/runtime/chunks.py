@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embodied.errors import UserError
+
 
 class ChunkExecutor:
     """Receding horizon (mode='receding'): execute the first `replan_every` actions of a chunk, then
@@ -17,9 +19,9 @@ class ChunkExecutor:
 
     def __init__(self, mode: str = "receding", replan_every: int = 8, decay: float = 0.01):
         if mode not in ("receding", "ensemble"):
-            raise ValueError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
+            raise UserError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
         if replan_every < 1:
-            raise ValueError(f"replan_every must be >= 1, got {replan_every}")
+            raise UserError(f"replan_every must be >= 1, got {replan_every}")
         self.mode, self.replan_every, self.decay = mode, replan_every, decay
         self.reset()
 
@@ -37,7 +39,7 @@ class ChunkExecutor:
     def add(self, chunk: np.ndarray) -> None:
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.ndim != 2 or len(chunk) == 0:
-            raise ValueError(f"a chunk is (H, A) with H >= 1; got shape {chunk.shape}")
+            raise UserError(f"a chunk is (H, A) with H >= 1; got shape {chunk.shape}")
         if self.mode == "receding":
             self._chunks = [(self._step, chunk)]
         else:

@@ -1,5 +1,8 @@
 """The tabletop env: Gymnasium API, observations, determinism, bad input, physics warnings."""
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -141,3 +144,37 @@ def test_vector_env_carries_fresh_instructions():
     assert obs["instruction"] != first  # not a stale copy
     obs, *_ = venv.step(np.zeros((2, 5), np.float32))
     venv.close()
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"image_size": (0, 0)}, "image_size"), ({"image_size": (96,)}, "image_size"),
+    ({"render_size": (64, -1)}, "render_size"), ({"ctrl_dt": 0}, "ctrl_dt"), ({"sim_dt": float("nan")}, "sim_dt"),
+    ({"max_step": -0.01}, "max_step"), ({"settle_steps": -1}, "settle_steps"), ({"multisamples": 1.5}, "multisamples"),
+    ({"action_type": "torque"}, "action_type"), ({"split": "test"}, "split"), ({"sim_dt": 0.003}, "sim_dt"),
+])
+def test_bad_config_values_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        envs.TabletopEnv(**overrides)
+
+
+def test_long_instruction_is_refused_with_a_short_echo():
+    e = gym.make("embodied/Tabletop-v0", cameras=())
+    with pytest.raises(InstructionError, match="too long: at most 128") as err:
+        e.reset(seed=0, options={"instruction": "x" * 100_000})
+    assert len(str(err.value)) < 200 and "100,000 characters" in str(err.value)
+    e.close()
+
+
+def test_quick_start_exits_cleanly(tmp_path):
+    """The README's snippet run as a file, without env.close(): no renderer traceback at shutdown and
+    no MuJoCo log file left in the working folder, even after a physics warning."""
+    script = tmp_path / "quick.py"
+    script.write_text(
+        "import gymnasium as gym\nimport numpy as np\nimport embodied.envs\n"
+        "env = gym.make('embodied/Tabletop-v0')\nobs, info = env.reset(seed=0)\n"
+        "env.step(env.action_space.sample())\n"
+        "env.unwrapped.world.data.qvel[0] = np.inf\nenv.step(np.zeros(5, np.float32))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

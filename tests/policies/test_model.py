@@ -88,14 +88,16 @@ def test_unknown_config_key_and_preset():
         load_preset("huge")
 
 
-@pytest.fixture(scope="module")
-def trained():
-    """A tiny model overfit on one batch where two instructions, same frames, need opposite chunks."""
-    torch.manual_seed(0)
+TEXTS = ["press the red button", "open the drawer"]
+
+
+def overfit_two_instructions(seed: int = 0, steps: int = 150):
+    """A tiny model overfit on one batch where two instructions, same frames, need opposite chunks.
+    Returns (model, batch, losses, language encoder). Also used by scripts/measure_test_margins.py."""
+    torch.manual_seed(seed)
     lang_enc = LanguageEncoder(16)
-    texts = ["press the red button", "open the drawer"]
-    lang, mask = lang_enc.encode([texts[i % 2] for i in range(8)])
-    x = batch(b=8, size=32)
+    lang, mask = lang_enc.encode([TEXTS[i % 2] for i in range(8)])
+    x = batch(b=8, size=32, seed=seed)
     for c in CAMS:  # identical frames and states: only the instruction tells the samples apart
         x["images"][c][:] = x["images"][c][:1]
     x["state"][:] = x["state"][:1]
@@ -106,25 +108,41 @@ def trained():
     model = VLA(load_preset("tiny", augment_shift=0), CAMS, (32, 32), 13, 5)
     opt = torch.optim.AdamW(model.parameters(), 2e-3)
     losses = []
-    for _ in range(150):
+    for _ in range(steps):
         loss = model.train().loss(**x, **target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    return model.eval(), x, losses, lang_enc, texts
+    return model.eval(), x, losses, lang_enc
+
+
+def chunk_means(model, x, lang_enc) -> list[float]:
+    """Mean of the sampled chunk for each instruction, on the same frames and state."""
+    one = {k: (v[:1] if not isinstance(v, dict) else {c: t[:1] for c, t in v.items()}) for k, v in x.items()}
+    means = []
+    for text in TEXTS:
+        lang, mask = lang_enc.encode([text])
+        means.append(float(model.sample(**{**one, "lang": lang, "lang_mask": mask})[0].mean()))
+    return means
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return overfit_two_instructions()
 
 
 def test_overfits_a_tiny_batch(trained):
-    _, _, losses, _, _ = trained
-    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+    # The L1 loss starts near 0.77 (targets of magnitude 0.5); over 5 seeds x 1-2 threads a working model
+    # ends at 0.02-0.07 after 150 steps (0.08 seen on another CPU; scripts/measure_test_margins.py).
+    # Ending under 0.25 leaves 3x room; a model that cannot fit (e.g. a frozen or detached head) stays near the start.
+    _, _, losses, _ = trained
+    assert losses[-1] < 0.25 < losses[0], (losses[0], losses[-1])
 
 
 def test_language_conditions_the_chunk(trained):
-    model, x, _, lang_enc, texts = trained
-    one = {k: (v[:1] if not isinstance(v, dict) else {c: t[:1] for c, t in v.items()}) for k, v in x.items()}
-    chunks = []
-    for text in texts:
-        lang, mask = lang_enc.encode([text])
-        chunks.append(model.sample(**{**one, "lang": lang, "lang_mask": mask})[0])
-    assert (chunks[0].mean() > 0.2) and (chunks[1].mean() < -0.2), [c.mean() for c in chunks]
+    # Targets: chunk means +0.5 and -0.5; measured +-0.44 to +-0.57. An instruction-blind model gives
+    # the same mean for both (about 0, the average target), so +-0.2 sits far from both outcomes.
+    model, x, _, lang_enc = trained
+    first, second = chunk_means(model, x, lang_enc)
+    assert first > 0.2 and second < -0.2, (first, second)
