@@ -31,7 +31,7 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
              replan_every: int = 8, env_config: dict | None = None, progress: bool = True) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns
-    {family: {"success": rate, "episodes": n}, "mean": mean rate over families}."""
+    {family: {"success": rate, "episodes": n, "ci95": [lo, hi]}, "mean": {the same over families}}."""
     import gymnasium as gym
 
     from embodied.envs import make_vector_env
@@ -48,10 +48,31 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
             successes += _run_wave(venv, policy, seeds, replan_every)[: episodes - wave]
             bar.update(min(n_envs, episodes - wave))
         venv.close()
-        results[family] = {"success": float(np.mean(successes)), "episodes": len(successes)}
+        results[family] = {"success": float(np.mean(successes)), "episodes": len(successes),
+                           "ci95": wilson(sum(successes), len(successes))}
     bar.close()
-    results["mean"] = float(np.mean([results[f]["success"] for f in families]))
+    wins = sum(round(results[f]["success"] * results[f]["episodes"]) for f in families)
+    total = sum(results[f]["episodes"] for f in families)
+    # the mean over families; with equal episodes per family it is the pooled rate, whose interval this is
+    results["mean"] = {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
+                       "ci95": wilson(wins, total)}
     return results
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a success rate: honest at 0% and 100% and for few episodes."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def rate(entry: dict) -> str:
+    """'55% [34-74]': a success rate with its 95% interval, for tables."""
+    lo, hi = entry["ci95"]
+    return f"{100 * entry['success']:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
 
 
 def _run_wave(venv, policy, seeds: list[int], replan_every: int) -> list[bool]:
@@ -76,5 +97,5 @@ def _run_wave(venv, policy, seeds: list[int], replan_every: int) -> list[bool]:
 
 
 def _index(obs: dict, i: int) -> dict:
-    return {"images": {c: v[i] for c, v in obs["images"].items()}, "state": obs["state"][i],
+    return {"images": {c: v[i] for c, v in obs.get("images", {}).items()}, "state": obs["state"][i],
             "instruction": obs["instruction"][i]}

@@ -30,6 +30,12 @@ class PolicyConfig:
     """Channels of the stride-2 conv stages per camera (4 stages: 96x96 -> 6x6 = 36 tokens)."""
     film: bool = True
     """Condition every vision stage on the instruction (FiLM)."""
+    keypoints: int = 0
+    """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
+    `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per
+    camera and frame. Gives the policy precise positions that coarse patch tokens blur."""
+    keypoint_stage: int = 2
+    """Vision stage whose output feeds the keypoints (0 = first; stage 2 of 96x96 frames is 12x12)."""
     obs_horizon: int = 1
     """Frames of observation history (T_o)."""
     action_horizon: int = 16
@@ -50,6 +56,9 @@ class PolicyConfig:
     def __post_init__(self):
         if self.head not in HEADS:
             raise UserError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not 0 <= self.keypoint_stage < len(self.vision_channels):
+            raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
+                            f"got {self.keypoint_stage}")
         if self.d_model % self.heads:
             raise UserError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
 

@@ -14,10 +14,13 @@ LANG_WIDTH = 384  # all-MiniLM-L6-v2 token states
 
 
 class VisionEncoder(nn.Module):
-    """Stride-2 conv stages with FiLM from the instruction; (B, 3, H, W) -> (B, P, d) tokens."""
+    """Stride-2 conv stages with FiLM from the instruction; (B, 3, H, W) -> (B, P, d) tokens, plus one
+    keypoint token (B, 1, d) when keypoints > 0."""
 
-    def __init__(self, channels: list[int], d_model: int, film: bool):
+    def __init__(self, channels: list[int], d_model: int, film: bool, keypoints: int = 0, keypoint_stage: int = 2):
         super().__init__()
+        self.keypoint_stage = keypoint_stage
+        self.keypoints = SpatialSoftmax(channels[keypoint_stage], keypoints, d_model) if keypoints else None
         widths = [3, *channels]
         pairs = zip(widths, channels, strict=False)
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in pairs)
@@ -30,13 +33,37 @@ class VisionEncoder(nn.Module):
         self.out = nn.Linear(channels[-1], d_model)
 
     def forward(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
+        extra = []
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = norm(conv(x))
             if self.films is not None:
                 gamma, beta = self.films[i](lang).chunk(2, dim=-1)  # (B, C) each
                 x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
             x = F.gelu(x)
-        return self.out(x.flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, h*w, d)
+            if self.keypoints is not None and i == self.keypoint_stage:
+                extra.append(self.keypoints(x))  # (B, 1, d)
+        return torch.cat([self.out(x.flatten(2).transpose(1, 2)), *extra], dim=1)  # (B, h*w [+1], d)
+
+
+class SpatialSoftmax(nn.Module):
+    """K feature maps -> their soft-argmax image positions (x, y) in [-1, 1] -> one token (B, 1, d).
+    Because the maps come after FiLM, a keypoint can follow "the red cube" rather than any cube."""
+
+    def __init__(self, channels: int, k: int, d_model: int):
+        super().__init__()
+        self.maps = nn.Conv2d(channels, k, 1)
+        self.log_temp = nn.Parameter(torch.zeros(()))
+        self.proj = nn.Linear(3 * k, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, h, w)
+        logits = self.maps(x)  # (B, K, h, w)
+        b, k, h, w = logits.shape
+        attn = torch.softmax(logits.flatten(2) * self.log_temp.exp(), dim=-1)  # (B, K, h*w)
+        ys = torch.linspace(-1, 1, h, device=x.device).repeat_interleave(w)
+        xs = torch.linspace(-1, 1, w, device=x.device).repeat(h)
+        pos = torch.stack([attn @ xs, attn @ ys], dim=-1)  # (B, K, 2)
+        peak = logits.flatten(2).amax(-1, keepdim=True)  # (B, K, 1): how strongly the feature is present
+        return self.proj(torch.cat([pos, peak], dim=-1).flatten(1))[:, None]  # (B, 1, d)
 
 
 def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -62,9 +89,10 @@ class VLA(nn.Module):
         super().__init__()
         self.cfg, self.cameras = cfg, list(cameras)
         self.action_dim, d = action_dim, cfg.d_model
-        self.vision = nn.ModuleDict({c: VisionEncoder(cfg.vision_channels, d, cfg.film) for c in cameras})
+        self.vision = nn.ModuleDict({c: VisionEncoder(cfg.vision_channels, d, cfg.film, cfg.keypoints,
+                                                      cfg.keypoint_stage) for c in cameras})
         stride = 2 ** len(cfg.vision_channels)
-        patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride)
+        patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride) + (cfg.keypoints > 0)
         self.lang_proj = nn.Linear(LANG_WIDTH, d)
         self.state_proj = nn.Linear(state_dim, d)
         self.patch_pos = nn.Parameter(torch.zeros(patches, d))

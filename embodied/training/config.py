@@ -21,6 +21,8 @@ class TrainConfig:
     """Override the preset's observation history T_o."""
     action_horizon: int | None = None
     """Override the preset's chunk size H."""
+    keypoints: int | None = None
+    """Override the preset's spatial-softmax keypoints per camera (0 = off)."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None
@@ -53,7 +55,7 @@ class TrainConfig:
     """Steps between validation loss + quick rollouts (0 = only at the end)."""
     eval_episodes: int = 4
     """Rollouts per family in periodic evaluations."""
-    final_eval_episodes: int = 10
+    final_eval_episodes: int = 20
     """Rollouts per family in the final evaluation (with the random baseline)."""
     ckpt_every: int = 500
     """Steps between checkpoints (and at the end)."""

@@ -58,7 +58,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     store = EpisodeStore.open(store_path)
 
     # ---- data ------------------------------------------------------------------------------------
-    pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon)
+    pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon,
+                       keypoints=cfg.keypoints)
     train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
     data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
@@ -217,7 +218,7 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
                                       env_config=env_config)
-        result["success"] = result["rollouts"]["mean"]
+        result["success"] = result["rollouts"]["mean"]["success"]
     if log:
         log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))
         with (log.path.parent / "evals.jsonl").open("a") as f:  # per-family success, one line per evaluation
