@@ -23,7 +23,7 @@ from embodied.training.config import TrainConfig
 
 
 def main(cfg: TrainConfig) -> None:
-    from embodied.evaluation.rollouts import RandomPolicy, evaluate, rate
+    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table, rate
     from embodied.training.loop import train
 
     rank = int(os.environ.get("RANK", 0))
@@ -48,19 +48,26 @@ def main(cfg: TrainConfig) -> None:
         table.add_column(col, justify="left" if col == "family" else "right")
     for f in [*families, "mean"]:
         table.add_row(f, rate(result["rollouts"][f]), rate(baseline[f]))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(failure_table(result["rollouts"], families))
     out = runs / cfg.name / "eval.json"
     out.write_text(json.dumps({"vla": result, "random": baseline}, indent=2))
-    print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json)")
+    print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json, failures/*.mp4)")
 
 
 def _complete(store, dataset: str) -> bool:
+    """Whether the recipe's store holds all its episodes; a store of another recipe version is not
+    complete (collect() then says how it differs)."""
+    from embodied.data.collect import recipe_signature
     from embodied.data.store import EpisodeStore
 
     if not store.exists():
         return False
-    recipe = load_recipe(dataset)
-    return EpisodeStore.open(store).num_episodes >= recipe.episodes_per_family * len(recipe.families)
+    recipe, have = load_recipe(dataset), EpisodeStore.open(store)
+    if recipe_signature(have.attrs.get("recipe", {})) != recipe_signature(vars(recipe)):
+        return False
+    return have.num_episodes >= recipe.episodes_per_family * len(recipe.families)
 
 
 def _wait_for_store(store) -> None:

@@ -18,9 +18,10 @@ from embodied.data.store import Episode, EpisodeStore, StoreError
 ROBOT = "arm5"
 
 
-def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None) -> Episode:
+def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None, clean_labels: bool = False) -> Episode:
     """Run `policy` (the Policy contract: reset(), act(obs) -> chunk) for one episode of `env`
-    (a TimeLimit-wrapped tabletop env); frame t is stored with the action taken after it."""
+    (a TimeLimit-wrapped tabletop env); frame t is stored with the action taken after it, or with
+    clean_labels, the policy's noise-free `label` for that step (a scripted expert's)."""
     obs, info = env.reset(seed=seed, options=options)
     policy.reset()
     images = {c: [] for c in obs["images"]}
@@ -31,7 +32,7 @@ def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None)
         for cam, img in obs["images"].items():
             images[cam].append(img)
         states.append(obs["state"])
-        actions.append(action)
+        actions.append(policy.label if clean_labels else action)
         obs, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
     return Episode(images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states),
@@ -64,7 +65,7 @@ class _Worker:
             self.envs[family] = gym.make(ENV_IDS[family], **self.recipe.env_config())
         env = self.envs[family]
         expert = ScriptedExpert(env, noise=self.recipe.expert_noise, seed=seed)
-        return record_episode(env, expert, seed)
+        return record_episode(env, expert, seed, clean_labels=self.recipe.clean_labels)
 
 
 _worker: _Worker | None = None  # per worker process, set by the pool initializer
@@ -82,11 +83,11 @@ def _run(family: str, seed: int) -> Episode:
 def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
     if path.exists():
         store = EpisodeStore.open(path, mode="a")
-        want = {"cameras": list(recipe.cameras), "image_size": list(recipe.image_size)}
-        have = {k: list(store.attrs[k]) for k in want}
+        want = recipe_signature(vars(recipe))
+        have = recipe_signature(store.attrs.get("recipe", {}))
         if have != want:
-            raise StoreError(f"{path} holds {have}, but recipe {recipe.name!r} asks for {want}; "
-                             "use another output path")
+            raise StoreError(f"{path} was collected as {have}, but recipe {recipe.name!r} now asks for {want}; "
+                             "delete the store to collect it again, or use another output path")
         return store
     from embodied.envs import ENV_IDS
 
@@ -94,6 +95,13 @@ def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
     store = create_store_for(path, env, recipe=vars(recipe) | {"image_size": list(recipe.image_size)})
     env.close()
     return store
+
+
+def recipe_signature(recipe: dict) -> dict:
+    """What makes two collections of a recipe the same data (the episode count may grow)."""
+    return {"cameras": list(recipe.get("cameras", [])), "image_size": list(recipe.get("image_size", [])),
+            "expert_noise": recipe.get("expert_noise"), "clean_labels": recipe.get("clean_labels", False),
+            "split": recipe.get("split")}
 
 
 def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool = True) -> EpisodeStore:

@@ -32,6 +32,9 @@ class Recipe:
     """Cameras to record."""
     expert_noise: float = 0.1
     """Std of Gaussian noise on the expert's actions, for diverse demonstrations."""
+    clean_labels: bool = True
+    """Record the expert's noise-free action while executing the noisy one (DART): demonstrations show
+    recoveries from perturbations without teaching the noise. False records what was executed."""
     split: str = "train"
     """Instruction split: 'train' excludes held-out paraphrases and targets, 'heldout' uses only them."""
     keep_failures: bool = False

@@ -2,7 +2,9 @@
 
 An expert implements the Policy contract (`reset()`, `act(obs) -> chunk`) with chunks of one action,
 so anything that runs a policy can run it. Optional Gaussian action noise makes demonstrations diverse;
-the plan re-reads the simulator every step, so it recovers from the noise.
+the plan re-reads the simulator every step, so it recovers from the noise. `label` holds the last
+noise-free action: demonstrations execute the noisy action and record the clean one (DART, Laskey et
+al. 2017), so a policy learns to recover from perturbations without learning the noise.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ScriptedExpert:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
         self._plan: Iterator[np.ndarray] | None = None
+        self.label: np.ndarray | None = None
 
     def reset(self) -> None:
         self._plan = None
@@ -40,7 +43,8 @@ class ScriptedExpert:
         if self._plan is None:
             task = self.env.task
             self._plan = getattr(self, f"_{task.family}")(task, self.env.world)
-        action = next(self._plan)
+        action = np.clip(next(self._plan), -1, 1).astype(np.float32)
+        self.label = action.copy()  # the noise-free action: what a demonstration records (DART)
         if self.noise > 0:
             action[:4] += self.rng.normal(0, self.noise, 4)
         return np.clip(action, -1, 1).astype(np.float32)[None]

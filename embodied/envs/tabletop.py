@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from embodied.envs import tasks
 from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
+from embodied.envs.diagnosis import Trace
 from embodied.envs.rendering import CameraRenderer, mujoco
 from embodied.envs.scene import World
 from embodied.errors import UserError
@@ -182,6 +183,8 @@ class TabletopEnv(gym.Env):
         mujoco.mj_step(m, d, self.config.settle_steps)
         if self.task.obj is not None:
             self.task.start = world.pos(self.task.obj)
+        self._trace = Trace(self.task, world)
+        self._trace.update(world)
         self._warnings = d.warning.number.copy()
         return self._observation(), self._info(success=False)
 
@@ -190,6 +193,7 @@ class TabletopEnv(gym.Env):
         m, d = self.world.model, self.world.data
         self.controller.apply(d, action)
         mujoco.mj_step(m, d, self.substeps)
+        self._trace.update(self.world)
         success = tasks.success(self.task, self.world)
         return self._observation(), float(success), success, False, self._info(success)
 
@@ -230,7 +234,8 @@ class TabletopEnv(gym.Env):
         return obs
 
     def _info(self, success: bool) -> dict:
-        """Success, task identity, and any MuJoCo warnings (e.g. bad qacc) raised since the last step."""
+        """Success, task identity, any MuJoCo warnings (e.g. bad qacc) raised since the last step, and
+        while not successful, what stands in the way (`failure`: one of diagnosis.FAILURES)."""
         counts = self.world.data.warning.number.copy()
         fresh = np.flatnonzero(counts > self._warnings)
         self._warnings = counts
@@ -239,4 +244,5 @@ class TabletopEnv(gym.Env):
             "task": self.task.family,
             "instruction": self.task.instruction,
             "physics_warnings": [mujoco.mjtWarning(i).name for i in fresh],
+            "failure": "" if success else self._trace.failure(self.world),
         }

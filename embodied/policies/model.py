@@ -55,26 +55,19 @@ class SpatialSoftmax(nn.Module):
         self.log_temp = nn.Parameter(torch.zeros(()))
         self.proj = nn.Linear(3 * k, d_model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C, h, w)
+    def points(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, h, w) -> (B, K, 3): each map's expected position (x, y in [-1, 1], left/top = -1) and
+        its peak logit (how strongly the feature is present)."""
         logits = self.maps(x)  # (B, K, h, w)
         b, k, h, w = logits.shape
         attn = torch.softmax(logits.flatten(2) * self.log_temp.exp(), dim=-1)  # (B, K, h*w)
         ys = torch.linspace(-1, 1, h, device=x.device).repeat_interleave(w)
         xs = torch.linspace(-1, 1, w, device=x.device).repeat(h)
-        pos = torch.stack([attn @ xs, attn @ ys], dim=-1)  # (B, K, 2)
-        peak = logits.flatten(2).amax(-1, keepdim=True)  # (B, K, 1): how strongly the feature is present
-        return self.proj(torch.cat([pos, peak], dim=-1).flatten(1))[:, None]  # (B, 1, d)
+        peak = logits.flatten(2).amax(-1)  # (B, K)
+        return torch.stack([attn @ xs, attn @ ys, peak], dim=-1)
 
-
-def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad,) * 4, mode="replicate")
-    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device="cpu").to(x.device)
-    rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (B, H)
-    cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (B, W)
-    idx = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, 1, d)
+        return self.proj(self.points(x).flatten(1))[:, None]
 
 
 class VLA(nn.Module):

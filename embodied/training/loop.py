@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     result = {}
     if d.main and end == cfg.steps:
         result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes,
-                               store.attrs)
+                               store.attrs, video_dir=run_dir / "failures")
         if log:
             log.plot(run_dir / "curves.png")
     distributed.teardown()
@@ -205,8 +205,9 @@ def validation_loss(model: VLA, val: WindowDataset, language: LanguageEncoder, d
 
 
 def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families: list[str], log, step: int,
-                  episodes: int, store_attrs: dict) -> dict:
-    """Validation loss and sim rollouts (success per family) of the weights that would be exported."""
+                  episodes: int, store_attrs: dict, video_dir: Path | None = None) -> dict:
+    """Validation loss and sim rollouts (success per family) of the weights that would be exported;
+    with video_dir, mp4s of the first failed episodes of each family."""
     from embodied.evaluation.rollouts import evaluate
 
     weights = ema.module if ema is not None else model
@@ -217,7 +218,7 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
-                                      env_config=env_config)
+                                      env_config=env_config, video_dir=video_dir)
         result["success"] = result["rollouts"]["mean"]["success"]
     if log:
         log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))
@@ -250,22 +251,36 @@ class MetricsLog:
             csv.DictWriter(f, self.FIELDS).writerow({k: ("" if v is None else v) for k, v in row.items()})
 
     def plot(self, out: Path) -> Path:
+        """Loss, validation loss, and success: the mean and each family (from evals.jsonl)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         rows = list(csv.DictReader(self.path.open()))
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-        titles = ("train loss", "validation loss", "rollout success (mean over families)")
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        titles = ("train loss", "validation loss", "rollout success")
         for ax, key, title in zip(axes, ("loss", "val_loss", "success"), titles, strict=True):
             pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None)
+                ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None, color="black",
+                        label="mean" if key == "success" else None, linewidth=2 if key == "success" else 1)
             ax.set_title(title)
             ax.set_xlabel("step")
             if key != "success":
                 ax.set_yscale("log")
+        evals = self.path.parent / "evals.jsonl"
+        if evals.exists():
+            per_family: dict[str, list] = {}
+            for line in evals.read_text().splitlines():
+                e = json.loads(line)
+                for f, v in e.get("rollouts", {}).items():
+                    if f != "mean":
+                        per_family.setdefault(f, []).append((e["step"], v["success"]))
+            for f, pts in sorted(per_family.items()):
+                axes[2].plot(*zip(*pts, strict=True), marker=".", linewidth=1, alpha=0.8, label=f)
+            axes[2].legend(fontsize=7, loc="upper left")
+        axes[2].set_ylim(-0.02, 1.02)
         fig.tight_layout()
         fig.savefig(out, dpi=90)
         plt.close(fig)

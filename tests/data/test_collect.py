@@ -81,3 +81,39 @@ def test_data_cli_info_show_export(tmp_path):
     assert (tmp_path / "sheet.png").stat().st_size > 1000
     run("-m", "embodied.cli", "data", "export", str(out), "1", str(tmp_path / "ep.mp4"))
     assert (tmp_path / "ep.mp4").stat().st_size > 1000
+
+
+def test_clean_labels_record_the_expert_intent_not_the_noise():
+    """DART: with noise the executed actions differ from the labels; the labels are the expert's clean
+    plan, which for reach first heads straight at the target (same direction every step)."""
+    import gymnasium as gym
+
+    from embodied.data.collect import record_episode
+    from embodied.envs import ENV_IDS
+    from embodied.envs.experts import ScriptedExpert
+
+    env = gym.make(ENV_IDS["reach"], cameras=())
+    executed = []
+
+    class Spy(ScriptedExpert):
+        def act(self, obs):
+            a = super().act(obs)
+            executed.append(a[0].copy())
+            return a
+
+    ep = record_episode(env, Spy(env, noise=0.3, seed=0), seed=0, clean_labels=True)
+    env.close()
+    executed = np.stack(executed)
+    assert np.abs(executed[:, :4] - ep.action[:, :4]).max() > 0.1  # noise was executed
+    assert np.all(np.abs(ep.action) <= 1)
+    noisy_again = record_episode(env, Spy(env, noise=0.3, seed=0), seed=0, clean_labels=False)
+    assert np.abs(noisy_again.action - executed[len(ep.action):]).max() == 0  # without: what was executed
+
+
+def test_store_of_another_recipe_version_is_not_reused(tmp_path):
+    recipe, out = write_recipe(tmp_path / "tiny.yaml", episodes_per_family=1), tmp_path / "tiny.zarr"
+    run("scripts/collect_demos.py", str(recipe), "--out", str(out))
+    write_recipe(recipe, episodes_per_family=1, expert_noise=0.3)
+    result = subprocess.run([sys.executable, "scripts/collect_demos.py", str(recipe), "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "delete the store to collect it again" in result.stderr

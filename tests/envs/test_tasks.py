@@ -101,3 +101,32 @@ def test_expert_requires_end_effector_actions():
     with pytest.raises(ValueError, match="end-effector deltas"):
         ScriptedExpert(e)
     e.close()
+
+
+def _drive_to(env, thing, steps=40):
+    """Servo the gripper horizontally over `thing` at a low height; returns the last info."""
+    world = env.unwrapped.world
+    for _ in range(steps):
+        goal = world.pos(thing) + [0, 0, 0.05]
+        delta = np.clip((goal - world.grasp_pos) / 0.02, -1, 1)
+        _, _, terminated, truncated, info = env.step(np.array([*delta, 0, -1], np.float32))
+        if terminated or truncated:
+            break
+    return info
+
+
+def test_failure_diagnosis_tells_wrong_object_from_never_reached():
+    from embodied.envs.tasks import describe
+
+    e = gym.make(envs.ENV_IDS["pick"], cameras=())
+    e.reset(seed=5)
+    world = e.unwrapped.world
+    a, b = [t for t in world.things if t.kind == "object"][:2]
+    e.reset(seed=5, options={"instruction": f"pick up the {describe(a, world.things)}"})
+    _, _, _, _, info = e.step(np.zeros(5, np.float32))
+    assert info["failure"] == "never reached"
+    assert _drive_to(e, b)["failure"] == "wrong object"
+    e.reset(seed=5, options={"instruction": f"pick up the {describe(a, world.things)}"})
+    assert _drive_to(e, a)["failure"] == "missed grasp"  # over the right one, never lifted it
+    assert run_expert_episode(e, seed=5)["success"]
+    e.close()

@@ -48,7 +48,7 @@ def test_parameter_counts_match_presets():
 
 @pytest.mark.parametrize("field, value", [
     ("d_model", 64), ("depth", 2), ("mlp_ratio", 2.0), ("vision_channels", [8, 16, 32, 64]), ("film", False),
-    ("obs_horizon", 2), ("action_horizon", 8), ("head", "flow"), ("lang_tokens", 12),
+    ("obs_horizon", 2), ("action_horizon", 8), ("head", "flow"), ("lang_tokens", 12), ("keypoints", 8),
 ])
 def test_every_architecture_field_changes_the_model(field, value):
     base = count(VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5))
@@ -146,3 +146,31 @@ def test_language_conditions_the_chunk(trained):
     model, x, _, lang_enc = trained
     first, second = chunk_means(model, x, lang_enc)
     assert first > 0.2 and second < -0.2, (first, second)
+
+
+def test_spatial_softmax_finds_a_bright_spot():
+    from embodied.policies.model import SpatialSoftmax
+
+    ss = SpatialSoftmax(channels=2, k=2, d_model=8)
+    with torch.no_grad():
+        ss.maps.weight.zero_()
+        ss.maps.bias.zero_()
+        ss.maps.weight[0, 0] = ss.maps.weight[1, 1] = 1.0  # keypoint k reads channel k
+        ss.log_temp.fill_(3.0)
+    x = torch.zeros(1, 2, 12, 12)
+    x[0, 0, 2, 9] = 5.0  # channel 0: a spot at row 2, column 9
+    x[0, 1, 10, 1] = 5.0  # channel 1: row 10, column 1
+    pts = ss.points(x)[0]
+    grid = torch.linspace(-1, 1, 12)
+    torch.testing.assert_close(pts[0, :2], torch.stack([grid[9], grid[2]]), atol=0.02, rtol=0)
+    torch.testing.assert_close(pts[1, :2], torch.stack([grid[1], grid[10]]), atol=0.02, rtol=0)
+    assert ss(x).shape == (1, 1, 8)
+
+
+def test_keypoints_add_one_token_per_camera():
+    cfg = load_preset("tiny", keypoints=8)
+    model = VLA(cfg, CAMS, (96, 96), 13, 5).eval()
+    assert model.patch_pos.shape[0] == 3 * 3 + 1
+    assert model.sample(**batch()).shape == (2, cfg.action_horizon, 5)
+    with pytest.raises(ValueError, match="keypoint_stage"):
+        load_preset("tiny", keypoints=8, keypoint_stage=7)

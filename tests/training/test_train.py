@@ -119,3 +119,25 @@ def test_step_batches_are_stateless_and_balance_families():
     plain = np.concatenate(list(StepBatches(100, 64, seed=1, start=0, steps=50, rank=0)))
     assert np.mean(groups[plain] == "reach") < 0.15
     assert list(StepBatches(100, 8, 1, 0, 5, rank=1)) != list(StepBatches(100, 8, 1, 0, 5, rank=0))
+
+
+def test_wilson_interval():
+    from embodied.evaluation.rollouts import wilson
+
+    lo, hi = wilson(0, 20)
+    assert lo == 0 and 0.15 < hi < 0.17  # 0/20 still allows up to ~16%
+    lo, hi = wilson(10, 20)
+    assert 0.29 < lo < 0.31 and 0.69 < hi < 0.71
+    assert wilson(20, 20)[1] == 1.0 and wilson(0, 0) == [0.0, 1.0]
+
+
+def test_eval_script_with_heldout_split_and_language_probe(store, tmp_path):
+    train(config(store, tmp_path, steps=2), store, tmp_path)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/eval_policy.py"), str(tmp_path / "r"), "--split", "heldout",
+                          "--episodes", "2", "--families", "press_button", "--probe", "1", "--no-random-baseline",
+                          "--json", str(tmp_path / "e.json")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["split"] == "heldout" and result["vla"]["press_button"]["episodes"] == 2
+    probe = result["probe"]["press_button"]
+    assert probe["runs"] == 2 and 0 <= probe["wrong_target"] <= 1  # one scene, each of its two buttons named
