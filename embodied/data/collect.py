@@ -25,9 +25,10 @@ def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None,
     obs, info = env.reset(seed=seed, options=options)
     policy.reset()
     images = {c: [] for c in obs["images"]}
-    states, actions = [], []
+    states, actions, focus = [], [], []
     done = False
     while not done:
+        focus.append(info["focus"])
         action = np.asarray(policy.act(obs))[0]
         for cam, img in obs["images"].items():
             images[cam].append(img)
@@ -37,7 +38,7 @@ def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None,
         done = terminated or truncated
     return Episode(images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states),
                    action=np.stack(actions).astype(np.float32), instruction=info["instruction"],
-                   family=info["task"], success=bool(info["success"]), seed=seed)
+                   family=info["task"], success=bool(info["success"]), seed=seed, focus=np.stack(focus))
 
 
 def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:

@@ -3,6 +3,9 @@
     data/images/<camera>  uint8   (N, H, W, 3)   one chunk per frame, Blosc-zstd
     data/state            float32 (N, S)         NaN rows for episodes without states
     data/action           float32 (N, A)         NaN rows for episodes without actions
+    data/focus            float32 (N, 3)         where the named thing is relative to the gripper (m), from
+                                                 the simulator: an auxiliary training target (NaN where
+                                                 unknown; absent from version 1 stores)
     meta/episode_ends     int64   (E,)           frame index one past each episode's last frame
     meta/instruction, meta/family (str), meta/success, meta/has_actions, meta/has_states (bool),
     meta/seed (int64, -1 when not from a seeded env)
@@ -58,6 +61,7 @@ class Episode:
     success: bool = True
     seed: int = -1
     info: dict = field(default_factory=dict)  # not stored; e.g. steps, for progress reports
+    focus: np.ndarray | None = None  # float32 (T, 3): privileged, see data/focus
 
     def __len__(self) -> int:
         return len(next(iter(self.images.values())))
@@ -72,9 +76,11 @@ class EpisodeStore:
         self.version = int(self.attrs["format_version"])
         self.cameras: list[str] = list(self.attrs["cameras"])
         # every chunk written, even one equal to the fill value, so a missing chunk file means damage
-        arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in array_names(self.cameras)}
+        arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in array_names(self.cameras)
+                  if name in group}
         self._images = {c: arrays[f"data/images/{c}"] for c in self.cameras}
         self._state, self._action = arrays["data/state"], arrays["data/action"]
+        self._focus = arrays.get("data/focus")
         self._meta = {k: arrays[f"meta/{k}"] for k in ["episode_ends", *META]}
         self._fast = all(_plain_blosc(a) for a in self._images.values())
         self._crc = self.version >= 2
@@ -97,6 +103,8 @@ class EpisodeStore:
                            fill_value=np.nan, compressors=other)
         group.create_array("data/action", shape=(0, action_dim), chunks=(4096, action_dim), dtype="float32",
                            fill_value=np.nan, compressors=other)
+        group.create_array("data/focus", shape=(0, 3), chunks=(4096, 3), dtype="float32", fill_value=np.nan,
+                           compressors=other)
         group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64", compressors=other)
         for key, dtype in META.items():
             group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype, compressors=other)
@@ -160,6 +168,9 @@ class EpisodeStore:
     def actions(self) -> np.ndarray:  # float32 (N, A)
         return self._action[: self.num_frames]
 
+    def focus(self) -> np.ndarray | None:  # float32 (N, 3), or None in stores without it
+        return None if self._focus is None else self._focus[: self.num_frames]
+
     def frames(self, camera: str, index: np.ndarray) -> np.ndarray:  # uint8 (n, H, W, 3)
         """Frames by global index. Reads chunk files directly when the codecs allow (about 10x
         faster than zarr's general path, which is the fallback)."""
@@ -199,6 +210,7 @@ class EpisodeStore:
             action=self._action[start:end] if has_a else None,
             instruction=str(self.meta("instruction")[i]), family=str(self.meta("family")[i]),
             success=bool(self.meta("success")[i]), seed=int(self.meta("seed")[i]),
+            focus=None if self._focus is None else self._focus[start:end],
         )
 
     # ---- writing ------------------------------------------------------------------------------
@@ -212,6 +224,8 @@ class EpisodeStore:
             self._append_frames(self._images[cam], ep.images[cam])
         self._state.append(_or_nan(ep.state, (t, self._state.shape[1])))
         self._action.append(_or_nan(ep.action, (t, self._action.shape[1])))
+        if self._focus is not None:
+            self._focus.append(_or_nan(ep.focus, (t, 3)))
         row = {"episode_ends": self.num_frames + t, "instruction": ep.instruction, "family": ep.family,
                "success": ep.success, "seed": ep.seed, "has_actions": ep.action is not None,
                "has_states": ep.state is not None}
@@ -254,7 +268,8 @@ class EpisodeStore:
         for cam, img in ep.images.items():
             if img.dtype != np.uint8 or img.shape != (t, h, w, 3):
                 raise StoreError(f"camera {cam!r}: got {img.dtype} {img.shape}; expected uint8 ({t}, {h}, {w}, 3)")
-        for name, arr, dim in (("state", ep.state, self._state.shape[1]), ("action", ep.action, self._action.shape[1])):
+        for name, arr, dim in (("state", ep.state, self._state.shape[1]), ("action", ep.action, self._action.shape[1]),
+                               ("focus", ep.focus, 3)):
             if arr is None:
                 continue
             if arr.shape != (t, dim):
@@ -316,7 +331,8 @@ class EpisodeStore:
         n = self.num_frames
         h, w = self.attrs["image_size"]
         for name, arr in [*((f"data/images/{c}", a) for c, a in self._images.items()),
-                          ("data/state", self._state), ("data/action", self._action)]:
+                          ("data/state", self._state), ("data/action", self._action),
+                          *([("data/focus", self._focus)] if self._focus is not None else [])]:
             if arr.shape[0] < n:
                 raise StoreError(f"{where}: {name} has {arr.shape[0]} frames but episodes end at {n}")
         for cam, arr in self._images.items():
@@ -336,7 +352,8 @@ class EpisodeStore:
     def _cut_uncommitted(self) -> None:
         """Drop rows past the commit point (an append that was killed midway)."""
         n = self.num_frames
-        for arr in [*self._images.values(), self._state, self._action]:
+        optional = [self._focus] if self._focus is not None else []
+        for arr in [*self._images.values(), self._state, self._action, *optional]:
             if arr.shape[0] > n:
                 arr.resize((n, *arr.shape[1:]))
         for arr in self._meta.values():
@@ -386,7 +403,8 @@ def decode_frame(raw: bytes, checksum: bool, shape: tuple[int, ...]) -> np.ndarr
 
 
 def array_names(cameras: list[str]) -> list[str]:
-    return [*(f"data/images/{c}" for c in cameras), "data/state", "data/action", "meta/episode_ends",
+    """Every array of a version 2 store (version 1 lacks data/focus)."""
+    return [*(f"data/images/{c}" for c in cameras), "data/state", "data/action", "data/focus", "meta/episode_ends",
             *(f"meta/{k}" for k in META)]
 
 

@@ -30,6 +30,7 @@ class WindowDataset(Dataset):
     state        float32 (T_o, S)
     action       float32 (H, A)   actions t .. t+H-1 (the last action repeats past the episode end)
     action_mask  bool (H,)        False where the action is padding past the end
+    focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
     instruction, family (str); episode, frame (int)
     """
 
@@ -53,6 +54,8 @@ class WindowDataset(Dataset):
         self.instructions = store.meta("instruction")
         self.families = store.meta("family")
         self.states, self.actions = store.states(), store.actions()  # small: kept in memory
+        focus = store.focus()
+        self.focus = np.full((len(self.states), 3), np.nan, np.float32) if focus is None else focus
         lengths = ends[episodes] - starts[episodes]
         self._frame = np.concatenate([np.arange(starts[e], ends[e]) for e in episodes]) if len(episodes) else \
             np.zeros(0, np.int64)
@@ -89,6 +92,7 @@ class WindowDataset(Dataset):
             "state": self.states[obs],
             "action": self.actions[act],
             "action_mask": mask,
+            "focus": self.focus[t],
             "instruction": str(self.instructions[ep]),
             "family": str(self.families[ep]),
             "episode": ep,

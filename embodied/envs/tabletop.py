@@ -245,4 +245,6 @@ class TabletopEnv(gym.Env):
             "instruction": self.task.instruction,
             "physics_warnings": [mujoco.mjtWarning(i).name for i in fresh],
             "failure": "" if success else self._trace.failure(self.world),
+            # privileged: where the named thing is, relative to the gripper (m); recorded as an auxiliary target
+            "focus": (tasks.focus(self.task, self.world) - self.world.grasp_pos).astype(np.float32),
         }

@@ -153,6 +153,16 @@ def parse_instruction(text: str, world: World) -> Task:
     raise InstructionError(f"{clip(clean)} matches no known task. Known forms: {examples}")
 
 
+def focus(task: Task, world: World) -> np.ndarray:
+    """(3,) where the task's attention belongs now: the named object (or button) until it is held, then the
+    place or stack target; the drawer front for drawer tasks. Privileged; an auxiliary training target."""
+    if task.obj is None:
+        return world.drawer_front
+    if task.target is not None and world.grasped(task.obj):
+        return world.pos(task.target)
+    return world.pos(task.obj)
+
+
 def success(task: Task, world: World) -> bool:
     """The family's success predicate on privileged state."""
     f, o, t = task.family, task.obj, task.target

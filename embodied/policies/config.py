@@ -34,6 +34,11 @@ class PolicyConfig:
     """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
     `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per
     camera and frame. Gives the policy precise positions that coarse patch tokens blur."""
+    focus_loss: float = 0.0
+    """Weight of an auxiliary loss (0 = off): an extra query token predicts where the thing the instruction
+    names is, relative to the gripper (the store's privileged `focus`, from the simulator). It teaches
+    the vision and language paths which object is meant with a dense signal on every frame; unused at
+    inference."""
     keypoint_stage: int = 2
     """Vision stage whose output feeds the keypoints (0 = first; stage 2 of 96x96 frames is 12x12)."""
     obs_horizon: int = 1

@@ -11,6 +11,7 @@ from torch import nn
 from embodied.policies.config import PolicyConfig
 
 LANG_WIDTH = 384  # all-MiniLM-L6-v2 token states
+FOCUS_SCALE = 0.2  # m: focus offsets are predicted in these units (the workspace is about +-0.4 m)
 
 
 class VisionEncoder(nn.Module):
@@ -70,6 +71,17 @@ class SpatialSoftmax(nn.Module):
         return self.proj(self.points(x).flatten(1))[:, None]
 
 
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad,) * 4, mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device="cpu").to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (B, H)
+    cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (B, W)
+    idx = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
 class VLA(nn.Module):
     """Tokens: [instruction (L)] [camera c, frame t: P each] [state, frame t] [action queries (H)].
 
@@ -93,6 +105,9 @@ class VLA(nn.Module):
         self.frame_emb = nn.Parameter(torch.zeros(cfg.obs_horizon, d))
         self.lang_pos = nn.Parameter(torch.zeros(cfg.lang_tokens, d))
         self.queries = nn.Parameter(torch.zeros(cfg.action_horizon, d))
+        if cfg.focus_loss > 0:
+            self.focus_query = nn.Parameter(torch.zeros(1, d))
+            self.focus_out = nn.Linear(d, 3)
         if cfg.head == "flow":
             self.noisy_proj = nn.Linear(action_dim, d)
             self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -108,6 +123,8 @@ class VLA(nn.Module):
         self.register_buffer("action_high", torch.ones(action_dim))
         for p in (self.patch_pos, self.camera_emb, self.frame_emb, self.lang_pos, self.queries):
             nn.init.normal_(p, std=0.02)
+        if cfg.focus_loss > 0:
+            nn.init.normal_(self.focus_query, std=0.02)
 
     def set_stats(self, stats: dict) -> None:
         """From a store's stats(): state mean/std, action min/max."""
@@ -129,9 +146,10 @@ class VLA(nn.Module):
 
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, lang: torch.Tensor,
                 lang_mask: torch.Tensor, noisy_action: torch.Tensor | None = None, time: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, with_focus: bool = False):
         """images: {camera: uint8 (B, T, H, W, 3)}; state: (B, T, S) normalized; lang: (B, L, 384);
-        lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow."""
+        lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow.
+        with_focus: also return the focus prediction (B, 3) in FOCUS_SCALE units (needs focus_loss > 0)."""
         b, t = state.shape[:2]
         pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
         tokens = [self.lang_proj(lang) + self.lang_pos]
@@ -147,26 +165,38 @@ class VLA(nn.Module):
         if self.cfg.head == "flow":
             time_emb = self.time_mlp(_time_features(time, queries.shape[-1]))  # (B, d)
             queries = queries + self.noisy_proj(noisy_action) + time_emb[:, None]
+        if self.cfg.focus_loss > 0:
+            tokens.append(self.focus_query.expand(b, -1, -1))  # (B, 1, d), just before the action queries
         tokens.append(queries)
         x = torch.cat(tokens, dim=1)  # (B, N, d)
         pad = torch.zeros(b, x.shape[1], dtype=torch.bool, device=x.device)
         pad[:, : lang_mask.shape[1]] = ~lang_mask
-        x = self.backbone(x, src_key_padding_mask=pad)
-        return self.out(self.norm(x[:, -self.cfg.action_horizon:]))  # (B, H, A)
+        x = self.norm(self.backbone(x, src_key_padding_mask=pad))
+        chunk = self.out(x[:, -self.cfg.action_horizon:])  # (B, H, A)
+        if with_focus:
+            return chunk, self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
+        return chunk
 
-    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None) -> torch.Tensor:
-        """Training loss on normalized actions (B, H, A) with padding mask (B, H)."""
+    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None) -> torch.Tensor:
+        """Training loss on normalized actions (B, H, A) with padding mask (B, H); plus, with focus_loss > 0
+        and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss."""
         weight = action_mask[..., None].to(action.dtype)
+        aux = focus is not None and self.cfg.focus_loss > 0
         if self.cfg.head == "regression":
-            pred = self(images, state, lang, lang_mask, generator=generator)
-            err = (pred - action).abs()
+            out = self(images, state, lang, lang_mask, generator=generator, with_focus=aux)
+            err = ((out[0] if aux else out) - action).abs()
         else:
             noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
             time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
             noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
-            pred = self(images, state, lang, lang_mask, noisy, time, generator=generator)
-            err = (pred - (action - noise)) ** 2  # velocity of the straight path noise -> action
-        return (err * weight).sum() / (weight.sum() * action.shape[-1]).clamp(min=1)
+            out = self(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux)
+            err = ((out[0] if aux else out) - (action - noise)) ** 2  # velocity of the straight path noise -> action
+        loss = (err * weight).sum() / (weight.sum() * action.shape[-1]).clamp(min=1)
+        if aux:
+            known = torch.isfinite(focus).all(-1)  # (B,)
+            if known.any():
+                loss = loss + self.cfg.focus_loss * (out[1][known] - focus[known]).abs().mean()
+        return loss
 
     @torch.no_grad()
     def sample(self, images, state, lang, lang_mask, generator=None) -> torch.Tensor:

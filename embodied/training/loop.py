@@ -19,7 +19,7 @@ from embodied.data.store import EpisodeStore
 from embodied.data.windows import WindowDataset, split_episodes
 from embodied.policies.config import load_preset
 from embodied.policies.language import LanguageEncoder
-from embodied.policies.model import VLA
+from embodied.policies.model import FOCUS_SCALE, VLA
 from embodied.policies.policy import VLAPolicy, build_spec
 from embodied.training import distributed
 from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -170,6 +170,7 @@ def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch
         "lang": lang.to(device), "lang_mask": mask.to(device),
         "action": model.normalize_action(batch["action"].to(device).float()),
         "action_mask": batch["action_mask"].to(device),
+        "focus": batch["focus"].to(device).float() / FOCUS_SCALE,
     }
 
 

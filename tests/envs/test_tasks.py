@@ -130,3 +130,22 @@ def test_failure_diagnosis_tells_wrong_object_from_never_reached():
     assert _drive_to(e, a)["failure"] == "missed grasp"  # over the right one, never lifted it
     assert run_expert_episode(e, seed=5)["success"]
     e.close()
+
+
+def test_focus_follows_the_named_object_then_the_place_target():
+    """info['focus'] (recorded as an auxiliary training target) points from the gripper to the named
+    object, and once the object is held, to where it goes."""
+    e = gym.make(envs.ENV_IDS["place"], cameras=())
+    _, info = e.reset(seed=2)
+    task, world = e.unwrapped.task, e.unwrapped.world
+    np.testing.assert_allclose(info["focus"], world.pos(task.obj) - world.grasp_pos, atol=1e-5)
+    expert = ScriptedExpert(e)
+    held = False
+    for _ in range(150):
+        _, _, terminated, truncated, info = e.step(expert.act(None)[0])
+        if world.grasped(task.obj) and world.pos(task.obj)[2] > 0.08:
+            held = True
+            np.testing.assert_allclose(info["focus"], world.pos(task.target) - world.grasp_pos, atol=1e-5)
+            break
+    assert held
+    e.close()

@@ -174,3 +174,17 @@ def test_keypoints_add_one_token_per_camera():
     assert model.sample(**batch()).shape == (2, cfg.action_horizon, 5)
     with pytest.raises(ValueError, match="keypoint_stage"):
         load_preset("tiny", keypoints=8, keypoint_stage=7)
+
+
+def test_focus_loss_adds_a_term_and_ignores_unknown_rows():
+    torch.manual_seed(0)
+    model = VLA(load_preset("tiny", focus_loss=0.5, augment_shift=0), CAMS, (96, 96), 13, 5).train()
+    x = batch()
+    target = {"action": torch.zeros(2, 16, 5), "action_mask": torch.ones(2, 16, dtype=torch.bool)}
+    plain = model.loss(**x, **target)
+    unknown = model.loss(**x, **target, focus=torch.full((2, 3), float("nan")))
+    torch.testing.assert_close(plain, unknown)  # NaN focus (e.g. imported video) adds nothing
+    known = model.loss(**x, **target, focus=torch.tensor([[3.0, 0, 0], [0, -3.0, 0]]))
+    assert known > plain + 0.5 * 0.5  # |error| of about 1 per axis on average, weighted 0.5
+    known.backward()
+    assert model.focus_out.weight.grad.abs().sum() > 0 and model.focus_query.grad.abs().sum() > 0

@@ -133,7 +133,8 @@ def test_wilson_interval():
 
 def test_eval_script_with_heldout_split_and_language_probe(store, tmp_path):
     train(config(store, tmp_path, steps=2), store, tmp_path)
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/eval_policy.py"), str(tmp_path / "r"), "--split", "heldout",
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/eval_policy.py"), str(tmp_path / "r"),
+                          "--split", "heldout",
                           "--episodes", "2", "--families", "press_button", "--probe", "1", "--no-random-baseline",
                           "--json", str(tmp_path / "e.json")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
