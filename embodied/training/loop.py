@@ -280,6 +280,7 @@ class MetricsLog:
                         per_family.setdefault(f, []).append((e["step"], v["success"]))
             for f, pts in sorted(per_family.items()):
                 axes[2].plot(*zip(*pts, strict=True), marker=".", linewidth=1, alpha=0.8, label=f)
+        if axes[2].get_legend_handles_labels()[0]:
             axes[2].legend(fontsize=7, loc="upper left")
         axes[2].set_ylim(-0.02, 1.02)
         fig.tight_layout()
