@@ -137,7 +137,7 @@ def failure_table(rollouts: dict, families: list[str]):
     from embodied.envs.diagnosis import FAILURES
 
     table = Table(title="why episodes failed (privileged state at the end of each failed episode)")
-    table.add_column("family")
+    table.add_column("family", no_wrap=True)
     for why in FAILURES:
         table.add_column(why, justify="right")
     for f in [*families, "mean"]:
