@@ -81,6 +81,8 @@ class EpisodeStore:
         self._images = {c: arrays[f"data/images/{c}"] for c in self.cameras}
         self._state, self._action = arrays["data/state"], arrays["data/action"]
         self._focus = arrays.get("data/focus")
+        # per-frame arrays besides images, by name; data/focus is absent from version 1 stores
+        self.per_frame = {n: a for n, a in arrays.items() if n.startswith("data/") and "/images/" not in n}
         self._meta = {k: arrays[f"meta/{k}"] for k in ["episode_ends", *META]}
         self._fast = all(_plain_blosc(a) for a in self._images.values())
         self._crc = self.version >= 2
@@ -330,9 +332,7 @@ class EpisodeStore:
             raise StoreError(f"{where}: meta/episode_ends is not strictly increasing from above 0")
         n = self.num_frames
         h, w = self.attrs["image_size"]
-        for name, arr in [*((f"data/images/{c}", a) for c, a in self._images.items()),
-                          ("data/state", self._state), ("data/action", self._action),
-                          *([("data/focus", self._focus)] if self._focus is not None else [])]:
+        for name, arr in [*((f"data/images/{c}", a) for c, a in self._images.items()), *self.per_frame.items()]:
             if arr.shape[0] < n:
                 raise StoreError(f"{where}: {name} has {arr.shape[0]} frames but episodes end at {n}")
         for cam, arr in self._images.items():
@@ -352,8 +352,7 @@ class EpisodeStore:
     def _cut_uncommitted(self) -> None:
         """Drop rows past the commit point (an append that was killed midway)."""
         n = self.num_frames
-        optional = [self._focus] if self._focus is not None else []
-        for arr in [*self._images.values(), self._state, self._action, *optional]:
+        for arr in [*self._images.values(), *self.per_frame.values()]:
             if arr.shape[0] > n:
                 arr.resize((n, *arr.shape[1:]))
         for arr in self._meta.values():

@@ -101,8 +101,7 @@ def _check_metadata(path: Path) -> list[Damage]:
 def _check_tails(store: EpisodeStore) -> list[Damage]:
     """Rows past the commit point: an append that was interrupted (opening with mode='a' drops them)."""
     want = {**{f"data/images/{c}": store.num_frames for c in store.cameras},
-            "data/state": store.num_frames, "data/action": store.num_frames,
-            **({"data/focus": store.num_frames} if store._focus is not None else {}),
+            **{name: store.num_frames for name in store.per_frame},
             **{f"meta/{k}": store.num_episodes for k in store._meta}}
     out = []
     for name, n in want.items():
@@ -115,9 +114,7 @@ def _check_tails(store: EpisodeStore) -> list[Damage]:
 
 def _check_small_arrays(store: EpisodeStore) -> list[Damage]:
     """State, action and per-episode arrays, chunk by chunk: present and decodable."""
-    arrays = {"data/state": store._state, "data/action": store._action,
-              **({"data/focus": store._focus} if store._focus is not None else {}),
-              **{f"meta/{k}": a for k, a in store._meta.items()}}
+    arrays = {**store.per_frame, **{f"meta/{k}": a for k, a in store._meta.items()}}
     out = []
     for name, arr in arrays.items():
         per_frame = name.startswith("data/")
