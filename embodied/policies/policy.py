@@ -60,6 +60,7 @@ class VLAPolicy:
         self.device = torch.device(device)
         self.language = language or LanguageEncoder(model.cfg.lang_tokens, model.cfg.language_model)
         self._history: dict[int, deque] = {}
+        self.adapters = None  # embodied.adapters.Adapters, once one is loaded
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "cpu", use_ema: bool = True, **kw) -> VLAPolicy:
@@ -68,6 +69,13 @@ class VLAPolicy:
         if not (checkpoint / "policy.json").is_file():
             raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no policy.json)")
         spec = json.loads((checkpoint / "policy.json").read_text())
+        if spec.get("adapter"):  # a LoRA fine-tune: its base, with the adapter saved in this checkpoint
+            base = spec["base"]["checkpoint"]
+            if not (Path(base) / "policy.json").is_file():
+                raise UserError(f"{checkpoint} is a LoRA adapter on {base}, which is gone; restore that run")
+            policy = cls.load(base, device, use_ema, **kw)
+            policy.load_adapter(checkpoint / "adapter")
+            return policy
         model = model_from_spec(spec)
         weights = checkpoint / ("ema.safetensors" if use_ema and (checkpoint / "ema.safetensors").exists()
                                 else "model.safetensors")
@@ -76,6 +84,41 @@ class VLAPolicy:
 
     def reset(self) -> None:
         self._history.clear()
+
+    def load_adapter(self, path: str | Path, name: str | None = None) -> str:
+        """Attach a saved LoRA adapter (an adapter folder, a fine-tune checkpoint or run) and make it
+        active; returns its name. Refused, with the policy unchanged, if it was trained on another base."""
+        from embodied.adapters import Adapters
+
+        path = Path(path)
+        if not (path / "adapter.json").is_file():
+            from embodied.training.checkpoint import latest_checkpoint
+
+            ckpt = path if (path / "adapter").is_dir() else latest_checkpoint(path)
+            if ckpt is None or not (ckpt / "adapter" / "adapter.json").is_file():
+                raise UserError(f"{path} holds no adapter (expected adapter.json, a checkpoint with adapter/, "
+                                "or a fine-tune run)")
+            path = ckpt / "adapter"
+        if self.adapters is None:
+            self.adapters = Adapters(self.model, self.spec)
+        name = self.adapters.load(path, name)
+        self.model.to(self.device)
+        return name
+
+    def set_adapter(self, name: str | None) -> None:
+        """Switch adapter (between episodes); None runs the bare base, exactly as before any adapter."""
+        if self.adapters is None:
+            if name is None:
+                return
+            raise UserError(f"no adapter named {name!r}: none is loaded (load_adapter first)")
+        self.adapters.set(name)
+
+    def merge(self) -> None:
+        """Fold the active adapter into the weights (for export): a plain VLA with its statistics."""
+        if self.adapters is None:
+            raise UserError("no adapter to merge")
+        self.model = self.adapters.merge().eval()
+        self.adapters = None
 
     def act(self, observation: dict) -> np.ndarray:  # -> float32 (H, A)
         return self.act_batch([observation])[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -56,7 +57,9 @@ class TrainConfig:
     eval_episodes: int = 4
     """Rollouts per family in periodic evaluations."""
     final_eval_episodes: int = 20
-    """Rollouts per family in the final evaluation (with the random baseline)."""
+    """Rollouts per family in the final evaluation."""
+    random_baseline: bool = True
+    """Also evaluate a random policy on the final evaluation's seeds, for the table."""
     ckpt_every: int = 500
     """Steps between checkpoints (and at the end)."""
     replan_every: int = 8
@@ -75,3 +78,35 @@ class TrainConfig:
     """Start over even if the run has a checkpoint."""
     out: Path | None = None
     """Runs folder (default: policies/runs)."""
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Fine-tuning a pretrained run on a new store through the same loop; `scripts/finetune.py` flags."""
+
+    name: str = "finetune"
+    base: Path | None = None
+    """The pretrained run (its latest checkpoint) or a checkpoint folder. Required for lora and full."""
+    adapter: Literal["lora", "full", "scratch"] = "lora"
+    """lora: train LoRA adapters on the frozen base; full: fine-tune every weight; scratch: train a fresh
+    model of the base's architecture (of --preset without --base) on the same data, the comparison."""
+    rank: int = 8
+    """LoRA rank (tiny preset: rank 8 trains 3.4% of its weights, rank 16 6.7%)."""
+    alpha: float | None = None
+    """LoRA alpha (default: the rank, so the update's scale is 1)."""
+    targets: tuple[str, ...] = ()
+    """LoRA target modules, name suffixes or globs (default: the base preset's lora_targets), e.g.
+    --targets attn.qkv attn.out mlp.fc1 mlp.fc2 'vision.*.convs.*'. An unmatched target is an error."""
+    train_head: bool = True
+    """Also train the action head (fully) with the adapter; it is saved in the adapter."""
+    dataset: str = "finetune_heldout"
+    episodes_per_family: int | None = None
+    """Train on the first N demonstrations of each family (validation uses the rest)."""
+    steps: int = 600
+    batch_size: int = 32
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate (default: 1e-3 for lora and scratch, 1e-4 for full)."""
+    warmup: int = 50
+    eval_every: int = 0
+    final_eval_episodes: int = 30
+    ckpt_every: int = 200

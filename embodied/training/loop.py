@@ -17,13 +17,13 @@ from tqdm import tqdm
 
 from embodied.data.store import EpisodeStore
 from embodied.data.windows import WindowDataset, split_episodes
-from embodied.policies.config import load_preset
+from embodied.policies.config import config_from_dict, load_preset
 from embodied.policies.language import LanguageEncoder
 from embodied.policies.model import FOCUS_SCALE, VLA
 from embodied.policies.policy import VLAPolicy, build_spec
-from embodied.training import distributed
+from embodied.training import distributed, finetune
 from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from embodied.training.config import TrainConfig
+from embodied.training.config import FinetuneConfig, TrainConfig
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -52,15 +52,26 @@ class StepBatches(torch.utils.data.Sampler):
 
 def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
+    if isinstance(cfg, FinetuneConfig):
+        cfg = finetune.resolve(cfg)
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     run_dir = runs_dir / cfg.name
     store = EpisodeStore.open(store_path)
 
-    # ---- data ------------------------------------------------------------------------------------
-    pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon, action_horizon=cfg.action_horizon,
-                       keypoints=cfg.keypoints)
-    train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
+    # ---- data (fine-tuning: the base's architecture, maybe only the first N demonstrations) ------
+    tune = cfg if isinstance(cfg, FinetuneConfig) else None
+    base = finetune.load_base(tune.base) if tune and tune.base else None
+    if base:
+        finetune.check_fits(base[1], store)
+        pcfg = config_from_dict(base[1]["config"])
+    else:
+        pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon,
+                           action_horizon=cfg.action_horizon, keypoints=cfg.keypoints)
+    if tune and tune.episodes_per_family:
+        train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
+    else:
+        train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
     data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
     language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
@@ -70,10 +81,17 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     model = VLA(pcfg, store.cameras, tuple(store.attrs["image_size"]), store.states().shape[1],
                 store.actions().shape[1])
     model.set_stats(data.stats)
-    spec = build_spec(model, store.attrs, data.stats)
+    stats, adapters = data.stats, None
+    if base and tune.adapter != "scratch":  # lora: the frozen base with adapters; full: every base weight
+        model, stats, adapters = finetune.from_base(tune, base, data.stats)
+    spec = build_spec(model, store.attrs, stats)
+    if base and tune.adapter != "scratch":
+        spec["base"] = {"checkpoint": str(base[2]), **({"hash": adapters.base["hash"]} if adapters else {})}
+        spec["adapter"] = tune.name if adapters else None
     model.to(d.device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n and "pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "pos" not in n)]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # adapters: theirs only
+    decay = [p for n, p in params if p.ndim >= 2 and "emb" not in n and "pos" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "emb" not in n and "pos" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
@@ -135,8 +153,10 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
             periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes, store.attrs)
         if (done % cfg.ckpt_every == 0 or done == end) and d.main:
-            save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
-                            scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
+            folder = save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
+                                     scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
+            if adapters:  # the deliverable: the adapter alone (a few hundred kB), next to the resumable state
+                adapters.save(tune.name, folder / "adapter", {"step": done, "dataset": str(store_path)})
     bar.close()
 
     # ---- the end -----------------------------------------------------------------------------------
@@ -212,11 +232,12 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     from embodied.evaluation.rollouts import evaluate
 
     weights = ema.module if ema is not None else model
-    result = {"step": step}
+    result = {"step": step, "split": env_config_split(store_attrs)}
     if val is not None:
         result["val_loss"] = validation_loss(weights, val, language, d.device)
     policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
-    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
+    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"]),
+                  "split": result["split"]}
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
                                       env_config=env_config, video_dir=video_dir)
@@ -232,6 +253,11 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
                        f"{100 * result['success']:.0f}% ({per_family})")
     weights.train()
     return result
+
+
+def env_config_split(store_attrs: dict) -> str:
+    """The instruction split the store was collected with: evaluation uses the same phrasings."""
+    return store_attrs.get("recipe", {}).get("split", "train")
 
 
 class MetricsLog:
