@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -120,8 +121,7 @@ class Adapters:
         """Attach a fresh adapter and make it active. targets: patterns (default: the preset's lora_targets)."""
         from peft import LoraConfig
 
-        if name in self.meta:
-            raise UserError(f"an adapter named {name!r} is already attached (have: {self.names})")
+        _check_name(name, self.names)
         if rank < 1:
             raise UserError(f"LoRA rank must be at least 1, got {rank}")
         modules = resolve_targets(self.model, targets or self.model.cfg.lora_targets)
@@ -183,8 +183,7 @@ class Adapters:
 
         meta, tensors = read_adapter(Path(folder))
         name = name or meta["name"]
-        if name in self.meta:
-            raise UserError(f"an adapter named {name!r} is already attached (have: {self.names})")
+        _check_name(name, self.names)
         if meta["architecture"] != architecture(self.spec):
             diff = sorted(k for k in meta["architecture"] if meta["architecture"][k] != architecture(self.spec)[k])
             raise UserError(f"{folder}: adapter was trained on another architecture (differs in {diff}); "
@@ -237,6 +236,13 @@ class Adapters:
         else:
             self.peft.unload()  # the first adapter: back to the bare model
             self.peft = None
+
+
+def _check_name(name: str, attached: list[str]) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in "lora_":  # peft keys embed the name
+        raise UserError(f"adapter name {name!r}: use letters, digits, '_' or '-', and not a part of 'lora_'")
+    if name in attached:
+        raise UserError(f"an adapter named {name!r} is already attached (have: {attached})")
 
 
 def read_adapter(folder: Path) -> tuple[dict, dict]:

@@ -49,7 +49,8 @@ def test_two_steps_then_resume_two_equals_four_straight(store, tmp_path, head):
     assert resumed.keys() == straight.keys()
     for k in straight:
         torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=1e-6, msg=k)
-    assert not torch.equal(weights(tmp_path / "a/r", 2)["out.weight"], straight["out.weight"])  # it trained
+    head = "action_head.weight"
+    assert not torch.equal(weights(tmp_path / "a/r", 2)[head], straight[head])  # it trained
     rows = (tmp_path / "a/r/metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) >= 5
 
