@@ -59,9 +59,10 @@ def test_lora_two_steps_through_the_script_then_resume(base, tmp_path):
 
     # the same four steps straight, in-process: resuming is exact
     straight = tmp_path / "straight"
-    train(FinetuneConfig(name="ft", base=base_run, store=store, out=straight, steps=4, rank=4, **SMALL), store, straight)
-    a, b = load_file(adapter / "adapter.safetensors"), load_file(straight / "ft/checkpoints/step_000004/adapter"
-                                                                 / "adapter.safetensors")
+    cfg = FinetuneConfig(name="ft", base=base_run, store=store, out=straight, steps=4, rank=4, **SMALL)
+    train(cfg, store, straight)
+    a = load_file(adapter / "adapter.safetensors")
+    b = load_file(straight / "ft/checkpoints/step_000004/adapter/adapter.safetensors")
     assert a.keys() == b.keys() and any("lora_B" in k for k in a)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
