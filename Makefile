@@ -55,5 +55,5 @@ lock:
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv
 	echo "torch==$(TORCH)+cpu" > $(VENV)/torch-constraint.txt
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade \
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 --upgrade \
 	  --find-links /opt/wheels -c $(VENV)/torch-constraint.txt --no-emit-package torch -o requirements.lock

@@ -36,18 +36,31 @@ class ChunkExecutor:
         used = self._step - start
         return used >= min(self.replan_every, len(chunk))
 
-    def add(self, chunk: np.ndarray) -> None:
+    def add(self, chunk: np.ndarray, at: int | None = None) -> None:
+        """A plan whose first action is for step `at` (default: this step). A plan computed for an earlier
+        step, arriving late (the hardware loop), is used from the current step on: chunk[step - at]. In
+        receding mode the plan for the latest step wins; an older one arriving after it is dropped."""
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.ndim != 2 or len(chunk) == 0:
             raise UserError(f"a chunk is (H, A) with H >= 1; got shape {chunk.shape}")
+        at = self._step if at is None else int(at)
         if self.mode == "receding":
-            self._chunks = [(self._step, chunk)]
+            if not self._chunks or at >= self._chunks[-1][0]:
+                self._chunks = [(at, chunk)]
         else:
-            self._chunks.append((self._step, chunk))
+            self._chunks.append((at, chunk))
+
+    def covered(self) -> bool:
+        """Whether a plan has an action for this step (else: hold, the hardware loop's watchdog)."""
+        return any(0 <= self._step - start < len(c) for start, c in self._chunks)
+
+    def skip(self) -> None:
+        """Advance one step without an action (the robot held)."""
+        self._step += 1
 
     def next(self) -> np.ndarray:
         """The action for this control step; advances one step."""
-        live = [(start, c) for start, c in self._chunks if self._step - start < len(c)]
+        live = [(start, c) for start, c in self._chunks if 0 <= self._step - start < len(c)]
         if not live:
             raise RuntimeError("no plan covers this step: call add(chunk) when needs_plan() says so")
         if self.mode == "receding":

@@ -3,7 +3,8 @@
 Rules, in order, for every action before it is sent:
   1. non-finite (NaN, inf anywhere) -> "hold": no motion, the gripper as last commanded
   2. clamp every dimension to the spec's limits
-  3. rate limit: no dimension changes by more than `max_change` from the last action sent
+  3. rate limit: no motion dimension changes by more than `max_change` from the last action sent (the
+     gripper is open-or-closed: it is exempt)
   4. workspace (end-effector delta actions): the commanded position stays inside the box; from outside
      it, only motion back toward the box is allowed. This rule wins over the rate limit.
 """
@@ -83,6 +84,8 @@ class SafetyLayer:
         a = clamped
         if self.last is not None:
             limited = np.clip(a, self.last - cfg.max_change, self.last + cfg.max_change)
+            if cfg.gripper is not None:
+                limited[cfg.gripper] = a[cfg.gripper]
             self.events["rate_limited"] += int(not np.array_equal(limited, a))
             a = np.clip(limited, cfg.low, cfg.high)
         if cfg.workspace_low is not None and ee_position is not None:
