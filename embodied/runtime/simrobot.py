@@ -52,6 +52,8 @@ class SimRobotConfig:
     """Ticks per episode (default: the family's step limit)."""
     start_timeout_s: float = 60.0
     """Give up if no plan arrives this long after the episode starts (the policy never came)."""
+    stop_on_success: bool = True
+    """End the episode when the task succeeds (False: run all max_ticks, e.g. for fault injection)."""
     safety: bool = True
     max_change: float = 0.5
     report: str | None = None
@@ -121,7 +123,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
     pending: list[tuple[float, int, np.ndarray]] = []  # (usable from, tick, chunk): the action delay
-    bad, trips, holding, first_plan = 0, 0, True, None
+    bad, stale, trips, holding, first_plan = 0, 0, 0, True, None
     steps: dict[str, list] = {"images": [], "state": [], "action": []}
     publisher.send(_observe(obs, cfg, rng), 0, episode)
     start = time.perf_counter()
@@ -140,12 +142,16 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             heapq.heappush(pending, (now + cfg.action_delay_ms / 1e3, at, chunk))
         while pending and pending[0][0] <= now:
             usable, at, chunk = heapq.heappop(pending)
-            if at <= tick:  # a plan can only be for an observation already published
+            if at > tick:  # a plan can only be for an observation already published
+                bad += 1
+            elif (tick - at) * period > cfg.timeout_ms / 1e3:  # computed from too old an observation
+                stale += 1
+            else:
                 executor.add(chunk, at)
                 fresh_at = usable
                 first_plan = first_plan if first_plan is not None else now - start
-        stale = fresh_at is None or now - fresh_at > cfg.timeout_ms / 1e3 or not executor.covered()
-        if stale:
+        hold = fresh_at is None or now - fresh_at > cfg.timeout_ms / 1e3 or not executor.covered()
+        if hold:
             trips += int(not holding and fresh_at is not None)
             holding = True
             executor.skip()
@@ -164,10 +170,11 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
 
             frames.append(side_by_side(obs["images"], scale=2))
         done_at = time.perf_counter()
-        ticks.append({"tick": tick, "jitter": now - scheduled, "late": done_at - scheduled > period, "held": stale,
+        ticks.append({"tick": tick, "jitter": now - scheduled, "late": done_at - scheduled > period, "held": hold,
                       "stamp": now, "plan_age": None if fresh_at is None else now - fresh_at})
-        publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(terminated or tick == limit - 1))
-        if terminated:
+        last = (terminated and cfg.stop_on_success) or tick == limit - 1
+        publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(last))
+        if terminated and cfg.stop_on_success:
             break
         if fresh_at is None and now - start > cfg.start_timeout_s:
             raise UserError(f"no plan arrived within {cfg.start_timeout_s} s: is the policy process running?")
@@ -178,7 +185,8 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             "held_ticks": sum(t["held"] for t in ticks), "watchdog_trips": trips,
             "deadline_misses": sum(t["late"] for t in ticks), "jitter_ms_p50": float(np.percentile(jitter, 50)),
             "jitter_ms_p99": float(np.percentile(jitter, 99)), "jitter_ms_max": float(jitter.max()),
-            "first_plan_s": first_plan, "bad_messages": bad, "safety": dict(safety.events), "log": ticks}
+            "first_plan_s": first_plan, "bad_messages": bad, "stale_plans_dropped": stale,
+            "safety": dict(safety.events), "log": ticks}
 
 
 def _observe(obs: dict, cfg: SimRobotConfig, rng) -> dict:

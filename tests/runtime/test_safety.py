@@ -1,0 +1,66 @@
+"""The safety layer, rule by rule, against NaN, inf and huge values (hypothesis)."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embodied.runtime.safety import SafetyConfig, SafetyLayer
+
+LOW, HIGH = -np.ones(5), np.ones(5)
+BOX = np.array([[-0.3, 0.3], [-0.3, 0.3], [0.0, 0.4]])
+SCALE = np.full(3, 0.02)
+wild = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e30, 1e30), st.floats(-2, 2))
+actions = st.lists(wild, min_size=5, max_size=5).map(np.array)
+inside = st.tuples(*[st.floats(lo, hi) for lo, hi in BOX]).map(np.array)
+anywhere = st.tuples(*[st.floats(lo - 0.5, hi + 0.5) for lo, hi in BOX]).map(np.array)
+
+
+def layer(max_change=0.5, box=True):
+    return SafetyLayer(SafetyConfig(LOW, HIGH, max_change, BOX[:, 0] if box else None, BOX[:, 1] if box else None,
+                                    SCALE, gripper=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(actions, min_size=1, max_size=6), inside)
+def test_every_output_is_finite_and_within_limits(sequence, pos):
+    safe = layer()
+    for a in sequence:
+        out = safe.filter(a, pos)
+        assert np.isfinite(out).all() and (out >= LOW).all() and (out <= HIGH).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(actions, st.floats(-1, 1))
+def test_non_finite_becomes_hold_keeping_the_gripper(a, grip):
+    safe = layer(max_change=10)
+    safe.filter(np.array([0.1, 0.2, 0.3, 0.0, grip]))
+    out = safe.filter(a)
+    if not np.isfinite(a).all():
+        assert (out[:4] == 0).all() and out[4] == np.float32(grip)
+        assert safe.events["non_finite"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(actions, min_size=2, max_size=6))
+def test_motion_changes_at_most_max_change_per_step(sequence):
+    safe = layer(max_change=0.3, box=False)
+    last = None
+    for a in sequence:
+        out = safe.filter(a)
+        if last is not None:
+            assert (np.abs(out[:4] - last[:4]) <= 0.3 + 1e-6).all()
+        last = out
+
+
+@settings(max_examples=300, deadline=None)
+@given(actions, anywhere)
+def test_workspace_keeps_the_target_in_the_box_or_moves_back(a, pos):
+    out = layer(max_change=10).filter(a, pos)
+    target = pos + out[:3] * SCALE
+    lo, hi = np.minimum(BOX[:, 0], pos), np.maximum(BOX[:, 1], pos)  # from outside: never further out
+    assert (target >= lo - 1e-6).all() and (target <= hi + 1e-6).all()
+
+
+def test_non_finite_position_holds():
+    out = layer().filter(np.array([1.0, 1, 1, 0, 1]), np.array([np.nan, 0, 0]))
+    assert (out[:4] == 0).all()
