@@ -11,10 +11,6 @@ Prints success, inference latency p50/p95/p99, loop jitter, deadline misses and 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,40 +47,20 @@ class Args:
     json: Path | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(args: Args) -> dict:
     from embodied.runtime.bundle import OnnxPolicy
-    from embodied.runtime.loop import drive
-    from embodied.runtime.robot import ZmqRobot
+    from embodied.runtime.loop import rehearse
 
     if (args.instruction is None) == (args.family is None):
         raise UserError("give --instruction TEXT (one episode) or --family NAME (--episodes N on eval seeds)")
     policy = OnnxPolicy(args.bundle, precision=args.precision)  # refuses a damaged bundle before anything moves
-    obs_addr, act_addr = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    report = Path(tempfile.mkstemp(suffix=".json")[1])
     episodes = 1 if args.instruction else args.episodes
-    config = {"observations": obs_addr, "actions": act_addr, "rate": args.rate, "family": args.family or "suite",
-              "seeds": [1_000_000 + i for i in range(episodes)], "instruction": args.instruction,
-              "split": args.split, "cameras": policy.cameras, "image_size": list(policy.spec["image_size"]),
-              "latency_ms": args.latency_ms, "action_delay_ms": args.action_delay_ms,
-              "state_noise": args.state_noise, "timeout_ms": args.timeout_ms, "report": str(report),
+    config = {"rate": args.rate, "family": args.family or "suite", "seeds": [1_000_000 + i for i in range(episodes)],
+              "instruction": args.instruction, "split": args.split, "cameras": policy.cameras,
+              "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
+              "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
               "video": str(args.video) if args.video else None, "store": str(args.store) if args.store else None}
-    robot_process = subprocess.Popen([sys.executable, "-m", "embodied.runtime.simrobot", json.dumps(config)])
-    robot = ZmqRobot(obs_addr, act_addr)
-    robot.connect()
-    try:
-        stats = drive(robot, policy, args.replan_every, idle_timeout=60.0, episodes=episodes)
-    finally:
-        robot.disconnect()
-    if robot_process.wait(timeout=120) != 0:
-        raise UserError(f"the simulated robot exited with code {robot_process.returncode}")
-    result = json.loads(report.read_text())
-    report.unlink()
+    result, stats = rehearse(policy, config, args.replan_every, episodes)
     summarize(result, stats, args)
     if args.json:
         args.json.write_text(json.dumps({"robot": result, "policy": stats}, indent=2))

@@ -24,6 +24,7 @@ from embodied.errors import UserError
 from embodied.export.bundle import export_bundle
 from embodied.policies.policy import VLAPolicy
 from embodied.runtime.bundle import BundleError, OnnxPolicy, _sha256
+from embodied.runtime.loop import free_port
 from embodied.runtime.robot import MessageError, decode_chunk, encode_chunk, encode_observation
 from embodied.training.config import TrainConfig
 from embodied.training.loop import train
@@ -160,14 +161,6 @@ drive(robot, OnnxPolicy(sys.argv[1], threads=1), idle_timeout=30)
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_path):
     rate, timeout = 20.0, 0.2
     period = 1 / rate
@@ -211,3 +204,82 @@ def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_pa
         assert all(t["held"] for t in log if hold["stamp"] <= t["stamp"] < fault + 0.9)
     assert first_tick(resumed, False)["stamp"] < killed  # SIGCONT: acting again
     assert any(not t["held"] for t in log if t["stamp"] > killed + 1.0)  # the restarted process drives
+
+
+TORCH_FREE = """
+import importlib.util, sys
+import numpy as np
+from embodied.runtime.bundle import OnnxPolicy
+policy = OnnxPolicy(sys.argv[1])
+obs = dict(np.load(sys.argv[2], allow_pickle=False))
+obs = {"images": {c: obs[c] for c in policy.cameras}, "state": obs["state"], "instruction": "pick up the red cube"}
+np.save(sys.argv[3], policy.act(obs))
+assert "torch" not in sys.modules and importlib.util.find_spec("torch") is None, "torch is here"
+"""
+
+
+def test_runtime_installs_and_runs_in_a_venv_without_torch(exported, tmp_path):
+    """`pip install 'embodied[runtime]'` into a fresh venv (versions from the lock) pulls no torch, and
+    the bundle runs there with the same chunk as here."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", f"{ROOT}[runtime]",
+                          "-c", str(ROOT / "requirements.lock")], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    runtime = OnnxPolicy(exported[1])
+    obs = {c: np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8) for c in runtime.cameras}
+    obs["state"] = np.zeros(runtime.spec["state_dim"], np.float32)
+    np.savez(tmp_path / "obs.npz", **obs)
+    run = subprocess.run([str(venv / "bin/python"), "-c", TORCH_FREE, str(exported[1]), str(tmp_path / "obs.npz"),
+                          str(tmp_path / "chunk.npy")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    want = runtime.act({"images": {c: obs[c] for c in runtime.cameras}, "state": obs["state"],
+                        "instruction": "pick up the red cube"})
+    np.testing.assert_allclose(np.load(tmp_path / "chunk.npy"), want, atol=1e-5)
+
+
+def test_camera_frames_come_out_as_the_policy_was_trained(tmp_path):
+    from embodied.evaluation.video import write_mp4
+    from embodied.runtime.camera import Camera, fit_frame
+
+    # a 4:3 "camera" showing a 3:3 centre square of known colour: the crop keeps exactly that square
+    frames = []
+    for i in range(5):
+        frame = np.zeros((96, 128, 3), np.uint8)
+        frame[:, 16:112] = (40 * i, 200, 90)
+        frames.append(frame)
+    write_mp4(tmp_path / "cam.mp4", frames, fps=10)
+    camera = Camera(str(tmp_path / "cam.mp4"), SIZE)
+    got = []
+    while (frame := camera.read()) is not None:
+        got.append(frame)
+    camera.close()
+    assert len(got) == 5 and got[0].shape == (*SIZE, 3) and got[0].dtype == np.uint8
+    for i, f in enumerate(got):  # RGB order and the cropped region's colour, within H.264 tolerance
+        assert np.abs(f.reshape(-1, 3).mean(0) - (40 * i, 200, 90)).max() < 8
+    with pytest.raises(UserError, match="could not be opened"):
+        Camera(str(tmp_path / "none.mp4"), SIZE)
+    with pytest.raises(UserError, match="uint8 \\(h, w, 3\\)"):
+        fit_frame(np.zeros((10, 10), np.uint8), SIZE)
+
+
+def test_run_robot_loop_script_records_an_episode(exported, tmp_path):
+    cmd = [sys.executable, "scripts/run_robot_loop.py", "--bundle", str(exported[1]), "--family", "reach",
+           "--rate", "20", "--latency-ms", "20", "--action-delay-ms", "10", "--state-noise", "0.001",
+           "--video", str(tmp_path / "loop.mp4"), "--store", str(tmp_path / "loop.zarr"),
+           "--json", str(tmp_path / "loop.json")]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "deadline misses" in run.stdout and "inference p50" in run.stdout
+    result = json.loads((tmp_path / "loop.json").read_text())
+    episode = result["robot"]["episodes"][0]
+    assert episode["ticks"] > 0 and result["policy"]["plans"] > 0
+    from embodied.data.store import EpisodeStore
+
+    store = EpisodeStore.open(tmp_path / "loop.zarr")
+    assert store.num_episodes == 1 and len(store.actions()) == episode["ticks"]
+    assert (tmp_path / "loop.mp4").stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "scripts/run_robot_loop.py", "--bundle", str(tmp_path), "--family", "reach"],
+                         cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "not a bundle" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,157 @@
+"""Record episodes (a policy acting in an env) and collect a recipe's demonstrations into a store,
+with parallel workers, resumably."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from embodied.data.recipes import Recipe
+from embodied.data.store import Episode, EpisodeStore, StoreError
+
+ROBOT = "arm5"
+
+
+def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None, clean_labels: bool = False) -> Episode:
+    """Run `policy` (the Policy contract: reset(), act(obs) -> chunk) for one episode of `env`
+    (a TimeLimit-wrapped tabletop env); frame t is stored with the action taken after it, or with
+    clean_labels, the policy's noise-free `label` for that step (a scripted expert's)."""
+    obs, info = env.reset(seed=seed, options=options)
+    policy.reset()
+    images = {c: [] for c in obs["images"]}
+    states, actions, focus = [], [], []
+    done = False
+    while not done:
+        focus.append(info["focus"])
+        action = np.asarray(policy.act(obs))[0]
+        for cam, img in obs["images"].items():
+            images[cam].append(img)
+        states.append(obs["state"])
+        actions.append(policy.label if clean_labels else action)
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    return Episode(images={c: np.stack(v) for c, v in images.items()}, state=np.stack(states),
+                   action=np.stack(actions).astype(np.float32), instruction=info["instruction"],
+                   family=info["task"], success=bool(info["success"]), seed=seed, focus=np.stack(focus))
+
+
+def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:
+    """An empty store whose specs (cameras, image size, rates, action/state specs) are the env's."""
+    base = env.unwrapped
+    cfg = base.config
+    return EpisodeStore.create(
+        path, cameras=list(cfg.cameras), image_size=tuple(cfg.image_size),
+        state_dim=len(base.state_spec.names), action_dim=len(base.action_spec.names),
+        control_rate=1.0 / cfg.ctrl_dt, robot=ROBOT, action_spec=base.action_spec.to_dict(),
+        state_spec=base.state_spec.to_dict(), **attrs)
+
+
+class _Worker:
+    """One per worker process: keeps an env per family so GL contexts are made once."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.envs = recipe, {}
+
+    def run(self, family: str, seed: int) -> Episode:
+        from embodied.envs import ENV_IDS
+        from embodied.envs.experts import ScriptedExpert
+
+        if family not in self.envs:
+            self.envs[family] = gym.make(ENV_IDS[family], **self.recipe.env_config())
+        env = self.envs[family]
+        expert = ScriptedExpert(env, noise=self.recipe.expert_noise, seed=seed)
+        return record_episode(env, expert, seed, clean_labels=self.recipe.clean_labels)
+
+
+_worker: _Worker | None = None  # per worker process, set by the pool initializer
+
+
+def _init_worker(recipe: Recipe) -> None:
+    global _worker
+    _worker = _Worker(recipe)
+
+
+def _run(family: str, seed: int) -> Episode:
+    return _worker.run(family, seed)
+
+
+def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
+    if path.exists():
+        store = EpisodeStore.open(path, mode="a")
+        want = recipe_signature(vars(recipe))
+        have = recipe_signature(store.attrs.get("recipe", {}))
+        if have != want:
+            raise StoreError(f"{path} was collected as {have}, but recipe {recipe.name!r} now asks for {want}; "
+                             "delete the store to collect it again, or use another output path")
+        return store
+    from embodied.envs import ENV_IDS
+
+    env = gym.make(ENV_IDS[recipe.families[0]], **recipe.env_config())
+    store = create_store_for(path, env, recipe=vars(recipe) | {"image_size": list(recipe.image_size)})
+    env.close()
+    return store
+
+
+def recipe_signature(recipe: dict) -> dict:
+    """What makes two collections of a recipe the same data (the episode count may grow)."""
+    return {"cameras": list(recipe.get("cameras", [])), "image_size": list(recipe.get("image_size", [])),
+            "expert_noise": recipe.get("expert_noise"), "clean_labels": recipe.get("clean_labels", False),
+            "split": recipe.get("split")}
+
+
+def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool = True) -> EpisodeStore:
+    """Fill `path` with the recipe's episodes; rerunning appends only what is missing."""
+    path = Path(path)
+    store = open_or_create(path, recipe)
+    kept = store.meta("success") | recipe.keep_failures
+    families, seeds = store.meta("family"), store.meta("seed")
+    have = {f: int(np.sum((families == f) & kept)) for f in recipe.families}
+    tried = {f: set(seeds[families == f].tolist()) for f in recipe.families}
+    total = recipe.episodes_per_family * len(recipe.families)
+    bar = tqdm(total=total, initial=sum(min(v, recipe.episodes_per_family) for v in have.values()),
+               desc=f"collect {recipe.name}", unit="ep", disable=not progress)
+    ok = attempts = 0
+    start = time.perf_counter()
+    ctx = mp.get_context("forkserver")  # workers must not inherit GL state from this process
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(recipe,)) as pool:
+        while True:
+            jobs = _next_seeds(recipe, have, tried)
+            if not jobs:
+                break
+            pending = {pool.submit(_run, f, s) for f, s in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    ep = fut.result()
+                    attempts += 1
+                    ok += ep.success
+                    if ep.success or recipe.keep_failures:
+                        store.append(ep)
+                        have[ep.family] += 1
+                        bar.update(1)
+                    bar.set_postfix(ep_per_s=f"{attempts / (time.perf_counter() - start):.2f}",
+                                    success=f"{ok}/{attempts}")
+    bar.close()
+    short = {f: n for f, n in have.items() if n < recipe.episodes_per_family}
+    if short:
+        print(f"warning: families short of {recipe.episodes_per_family} episodes after all seeds: {short}")
+    store.stats()  # computed once, saved with the store
+    return store
+
+
+def _next_seeds(recipe: Recipe, have: dict, tried: dict) -> list[tuple[str, int]]:
+    jobs = []
+    for family in recipe.families:
+        need = recipe.episodes_per_family - have[family]
+        last = recipe.seed_start + recipe.episodes_per_family * recipe.max_seed_factor
+        seeds = (s for s in range(recipe.seed_start, last) if s not in tried[family])
+        for seed in list(zip(range(max(0, need)), seeds, strict=False)):
+            jobs.append((family, seed[1]))
+            tried[family].add(seed[1])
+    return jobs

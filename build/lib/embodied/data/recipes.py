@@ -1,0 +1,91 @@
+"""Dataset recipes: datasets/<name>.yaml says which demonstrations to collect."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from embodied.errors import UserError
+from embodied.paths import repo_root
+
+
+@dataclass
+class Recipe:
+    """What a demonstration store holds. Unknown keys in a recipe file are errors."""
+
+    name: str
+    """Store name: datasets/<name>.zarr."""
+    families: list[str]
+    """Task families to record (see envs/tasks.yaml)."""
+    episodes_per_family: int
+    """Successful episodes to keep per family."""
+    seed_start: int = 0
+    """First env seed; family episodes use seeds from here up."""
+    max_seed_factor: int = 3
+    """Give up on a family after trying episodes_per_family * this many seeds."""
+    image_size: tuple[int, int] = (96, 96)
+    """Camera image (height, width)."""
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    """Cameras to record."""
+    expert_noise: float = 0.1
+    """Std of Gaussian noise on the expert's actions, for diverse demonstrations."""
+    clean_labels: bool = True
+    """Record the expert's noise-free action while executing the noisy one (DART): demonstrations show
+    recoveries from perturbations without teaching the noise. False records what was executed."""
+    split: str = "train"
+    """Instruction split: 'train' excludes held-out paraphrases and targets, 'heldout' uses only them."""
+    keep_failures: bool = False
+    """Also keep episodes the expert failed (marked success=False)."""
+    description: str = ""
+    """What this recipe is for."""
+
+    def env_config(self) -> dict:
+        return {"image_size": tuple(self.image_size), "cameras": tuple(self.cameras), "split": self.split}
+
+
+def recipes_dir() -> Path:
+    return repo_root() / "datasets"
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A recipe by name (datasets/<name>.yaml) or by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = recipes_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recipe {str(name_or_path)!r}; available: {available_recipes()}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a recipe is a mapping of keys, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown recipe keys {unknown}; valid keys: {sorted(known)}")
+    missing = sorted(k for k in ("families", "episodes_per_family") if k not in raw)
+    if missing:
+        raise UserError(f"{path}: recipe is missing {missing}")
+    raw.setdefault("name", path.stem)
+    recipe = Recipe(**raw)
+    _check(recipe, path)
+    return recipe
+
+
+def _check(r: Recipe, path: Path) -> None:
+    from embodied.envs import FAMILIES
+
+    bad = [f for f in r.families if f not in FAMILIES]
+    if bad or not r.families:
+        raise UserError(f"{path}: unknown families {bad}; available: {FAMILIES}")
+    if r.episodes_per_family < 1:
+        raise UserError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
+    if r.split not in ("train", "heldout", "all"):
+        raise UserError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
+    if not r.cameras or any(c not in ("front", "wrist") for c in r.cameras):
+        raise UserError(f"{path}: cameras must be a non-empty subset of ['front', 'wrist'], got {r.cameras}")

@@ -1,0 +1,100 @@
+"""Training windows over an episode store: observation history + the next H actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from embodied.data.store import EpisodeStore
+from embodied.errors import UserError
+
+
+def split_episodes(num_episodes: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train/validation episode indices: a seeded random split by episode (never by frame)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    n_val = int(round(val_fraction * num_episodes))
+    if val_fraction > 0 and num_episodes > 1:
+        n_val = max(1, n_val)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class WindowDataset(Dataset):
+    """Item i is frame t of the chosen episodes:
+
+    images       {camera: uint8 (T_o, H, W, 3)}  frames t-T_o+1 .. t (the first frame repeats before
+                                                  the episode starts)
+    state        float32 (T_o, S)
+    action       float32 (H, A)   actions t .. t+H-1 (the last action repeats past the episode end)
+    action_mask  bool (H,)        False where the action is padding past the end
+    focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
+    instruction, family (str); episode, frame (int)
+    """
+
+    def __init__(self, path: str | Path, obs_horizon: int = 1, action_horizon: int = 16,
+                 episodes: np.ndarray | None = None, cameras: list[str] | None = None,
+                 require_actions: bool = True):
+        if obs_horizon < 1 or action_horizon < 1:
+            raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
+        self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
+        store = EpisodeStore.open(self.path)
+        self.cameras = list(cameras or store.cameras)
+        missing = sorted(set(self.cameras) - set(store.cameras))
+        if missing:
+            raise UserError(f"cameras {missing} are not in {path}; it has {store.cameras}")
+        episodes = np.arange(store.num_episodes) if episodes is None else np.asarray(episodes, np.int64)
+        if require_actions:
+            episodes = episodes[store.meta("has_actions")[episodes].astype(bool)]
+        ends = store.episode_ends
+        starts = np.concatenate([[0], ends[:-1]])
+        self.episodes = episodes
+        self.instructions = store.meta("instruction")
+        self.families = store.meta("family")
+        self.states, self.actions = store.states(), store.actions()  # small: kept in memory
+        focus = store.focus()
+        self.focus = np.full((len(self.states), 3), np.nan, np.float32) if focus is None else focus
+        lengths = ends[episodes] - starts[episodes]
+        self._frame = np.concatenate([np.arange(starts[e], ends[e]) for e in episodes]) if len(episodes) else \
+            np.zeros(0, np.int64)
+        self._episode = np.repeat(episodes, lengths)
+        self._start, self._end = np.repeat(starts[episodes], lengths), np.repeat(ends[episodes], lengths)
+        self.stats = store.stats()
+        self._store: EpisodeStore | None = store
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    @property
+    def sample_families(self) -> np.ndarray:  # (len,) task family of every sample
+        return self.families[self._episode]
+
+    def __getstate__(self):  # DataLoader workers reopen the store themselves
+        return {**self.__dict__, "_store": None}
+
+    @property
+    def store(self) -> EpisodeStore:
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+    def __getitem__(self, i: int) -> dict:
+        t, start, end = self._frame[i], self._start[i], self._end[i]
+        obs = np.clip(np.arange(t - self.obs_horizon + 1, t + 1), start, end - 1)
+        act = np.arange(t, t + self.action_horizon)
+        mask = act < end
+        act = np.minimum(act, end - 1)
+        ep = int(self._episode[i])
+        return {
+            "images": {c: self.store.frames(c, obs) for c in self.cameras},
+            "state": self.states[obs],
+            "action": self.actions[act],
+            "action_mask": mask,
+            "focus": self.focus[t],
+            "instruction": str(self.instructions[ep]),
+            "family": str(self.families[ep]),
+            "episode": ep,
+            "frame": int(t - start),
+        }

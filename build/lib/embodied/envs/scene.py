@@ -1,0 +1,203 @@
+"""The tabletop world: builds the MuJoCo model from the assets and the object catalog, lays out a
+scene per episode and answers questions about privileged simulator state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import yaml
+
+from embodied.envs.rendering import mujoco
+from embodied.paths import envs_dir
+
+TABLE_REGION = ((0.28, 0.56), (-0.19, 0.19))  # x, y ranges where objects and plates are placed
+PLATE_RADIUS = 0.055
+PLATE_HALF_HEIGHT = 0.005
+OBJECT_MASS = 0.06
+DRAWER_OPEN = 0.12  # joint range of the drawer (m)
+BUTTON_PRESSED = -0.008  # button joint below this counts as pressed (m)
+
+
+@dataclass(frozen=True)
+class Thing:
+    """Something an instruction can name: a movable object, a plate or a button."""
+
+    name: str  # MuJoCo body name
+    kind: str  # "object" | "plate" | "button"
+    shape: str  # cube | cylinder | plate | button
+    color: str
+    size: str = ""  # small | large for objects
+    half: float = 0.0  # half extent (m) for objects
+
+    @property
+    def words(self) -> set[str]:
+        return {self.color, self.shape, self.size} - {""}
+
+
+@cache
+def load_suite() -> dict:
+    """The task suite definition (envs/tasks.yaml)."""
+    with open(envs_dir() / "tasks.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def catalog_things(catalog: dict) -> tuple[list[Thing], list[Thing]]:
+    """Every movable object and plate the model contains (most are parked off-table)."""
+    objects = [
+        Thing(f"{shape}_{color}_{size}", "object", shape, color, size, half)
+        for shape in catalog["shapes"]
+        for color in catalog["colors"]
+        for size, half in catalog["sizes"].items()
+    ]
+    plates = [Thing(f"plate_{c}", "plate", "plate", c) for c in catalog["plate_colors"]]
+    return objects, plates
+
+
+def build_model(catalog: dict) -> mujoco.MjModel:
+    """Compile envs/assets/tabletop.xml plus one body per catalog object and plate."""
+    spec = mujoco.MjSpec.from_file(str(envs_dir() / "assets" / "tabletop.xml"))
+    objects, plates = catalog_things(catalog)
+    for i, t in enumerate(objects):
+        rgb = catalog["colors"][t.color]
+        # Parked objects float (gravity-compensated) far from the table until a layout uses them.
+        body = spec.worldbody.add_body(name=t.name, pos=_parking(i), gravcomp=1)
+        body.add_freejoint(name=t.name)
+        geom = dict(rgba=[*rgb, 1], mass=OBJECT_MASS, condim=4, friction=[1.0, 0.02, 0.0002])
+        if t.shape == "cube":
+            body.add_geom(name=t.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=[t.half] * 3, **geom)
+        else:
+            body.add_geom(name=t.name, type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[t.half, t.half, 0],
+                          **geom)
+    for i, t in enumerate(plates):
+        body = spec.worldbody.add_body(name=t.name, pos=_parking(100 + i), mocap=True)
+        rgb = np.array(catalog["colors"][t.color])
+        body.add_geom(name=t.name, type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+                      size=[PLATE_RADIUS, PLATE_HALF_HEIGHT, 0], pos=[0, 0, PLATE_HALF_HEIGHT],
+                      rgba=[*(0.55 * rgb + 0.4), 1])
+    return spec.compile()
+
+
+def _parking(i: int) -> list[float]:
+    return [5.0 + 0.2 * (i % 10), 5.0 + 0.2 * (i // 10), 2.0]
+
+
+@dataclass
+class Layout:
+    """One episode's scene: what is on the table and where."""
+
+    things: list[Thing]  # objects, plates and buttons present this episode
+    poses: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> x, y, yaw
+    drawer: float = 0.0  # initial drawer opening (m)
+
+
+class World:
+    """MuJoCo model + data for the tabletop, with scene layout and privileged-state queries."""
+
+    def __init__(self):
+        self.suite = load_suite()
+        self.catalog = self.suite["objects"]
+        self.model = build_model(self.catalog)
+        self.data = mujoco.MjData(self.model)
+        self.objects, self.plates = catalog_things(self.catalog)
+        m = self.model
+        self._body = {t.name: m.body(t.name).id for t in self.objects + self.plates}
+        self._qadr = {t.name: m.jnt_qposadr[m.joint(t.name).id] for t in self.objects}
+        self._dadr = {t.name: m.jnt_dofadr[m.joint(t.name).id] for t in self.objects}
+        self._mocap = {t.name: m.body_mocapid[self._body[t.name]] for t in self.plates}
+        self._geom = {t.name: m.geom(t.name).id for t in self.objects}
+        self._fingers = (m.geom("finger_l").id, m.geom("finger_r").id)
+        self._drawer_q = m.jnt_qposadr[m.joint("drawer").id]
+        self._buttons = ("button_a", "button_b")
+        self.grasp_site = m.site("grasp").id
+        self.things: list[Thing] = []
+
+    # ---- layout -------------------------------------------------------------------------------
+    def sample_layout(self, rng: np.random.Generator) -> Layout:
+        """3-4 objects and 2 plates at random non-overlapping spots, two buttons of random colors."""
+        n_obj = int(rng.integers(3, 5))
+        objs = [self.objects[i] for i in rng.choice(len(self.objects), n_obj, replace=False)]
+        plates = [self.plates[i] for i in rng.choice(len(self.plates), 2, replace=False)]
+        colors = rng.choice(self.catalog["button_colors"], 2, replace=False)
+        buttons = [Thing(b, "button", "button", str(c)) for b, c in zip(self._buttons, colors, strict=True)]
+        layout = Layout(things=objs + plates + buttons, drawer=float(rng.uniform(0, 0.6 * DRAWER_OPEN)))
+        placed: list[tuple[float, float, float]] = []  # x, y, radius
+        for t in plates + objs:  # plates first: they need the most room
+            radius = PLATE_RADIUS if t.kind == "plate" else t.half * 1.42
+            for _ in range(1000):
+                x, y = rng.uniform(*TABLE_REGION[0]), rng.uniform(*TABLE_REGION[1])
+                if all(np.hypot(x - px, y - py) > radius + pr + 0.025 for px, py, pr in placed):
+                    break
+            else:
+                raise RuntimeError("could not place all objects without overlap; widen TABLE_REGION")
+            placed.append((x, y, radius))
+            yaw = float(rng.uniform(-np.pi / 4, np.pi / 4)) if t.shape == "cube" else 0.0
+            layout.poses[t.name] = (float(x), float(y), yaw)
+        return layout
+
+    def apply_layout(self, layout: Layout) -> None:
+        """Move the layout's objects onto the table and park everything else (after mj_resetData)."""
+        m, d = self.model, self.data
+        present = {t.name for t in layout.things}
+        for i, t in enumerate(self.objects):
+            qa, b = self._qadr[t.name], self._body[t.name]
+            if t.name in present:
+                x, y, yaw = layout.poses[t.name]
+                d.qpos[qa:qa + 7] = [x, y, t.half, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+                m.body_gravcomp[b] = 0.0
+            else:
+                d.qpos[qa:qa + 3] = _parking(i)
+                m.body_gravcomp[b] = 1.0
+        for i, t in enumerate(self.plates):
+            x, y, _ = layout.poses.get(t.name, (*_parking(100 + i)[:2], 0.0))
+            d.mocap_pos[self._mocap[t.name]] = [x, y, 0.0 if t.name in present else 2.0]
+        for t in layout.things:
+            if t.kind == "button":
+                m.geom_rgba[m.geom(t.name).id, :3] = self.catalog["colors"][t.color]
+        d.qpos[self._drawer_q] = layout.drawer
+        self.things = list(layout.things)
+
+    # ---- privileged state ---------------------------------------------------------------------
+    def pos(self, t: Thing) -> np.ndarray:  # (3,) world position of an object/plate/button top
+        if t.kind == "button":
+            return self.data.site_xpos[self.model.site(f"{t.name}_top").id].copy()
+        return self.data.xpos[self._body[t.name]].copy()
+
+    def yaw(self, t: Thing) -> float:
+        if t.kind != "object":
+            return 0.0
+        w, x, y, z = self.data.xquat[self._body[t.name]]
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    def touching_fingers(self, t: Thing) -> tuple[bool, bool]:
+        """Whether the object is in contact with the left and the right finger."""
+        g = self._geom[t.name]
+        left = right = False
+        for c in self.data.contact[: self.data.ncon]:
+            pair = (c.geom1, c.geom2)
+            if g in pair:
+                left |= self._fingers[0] in pair
+                right |= self._fingers[1] in pair
+        return left, right
+
+    def grasped(self, t: Thing) -> bool:
+        return all(self.touching_fingers(t))
+
+    def touched(self, t: Thing) -> bool:
+        return any(self.touching_fingers(t))
+
+    @property
+    def drawer(self) -> float:
+        return float(self.data.qpos[self._drawer_q])
+
+    @property
+    def drawer_front(self) -> np.ndarray:  # (3,) inner face of the drawer front panel
+        return self.data.site_xpos[self.model.site("drawer_front").id].copy()
+
+    def button_depth(self, t: Thing) -> float:
+        return float(self.data.qpos[self.model.jnt_qposadr[self.model.joint(t.name).id]])
+
+    @property
+    def grasp_pos(self) -> np.ndarray:
+        return self.data.site_xpos[self.grasp_site].copy()

@@ -1,0 +1,250 @@
+"""The tabletop Gymnasium environment: a 5-joint arm with a parallel gripper and language tasks."""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from embodied.envs import tasks
+from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
+from embodied.envs.diagnosis import Trace
+from embodied.envs.rendering import CameraRenderer, mujoco
+from embodied.envs.scene import World
+from embodied.errors import UserError
+
+# a str, not a set: its order fixes character indices, which must agree across processes
+INSTRUCTION_CHARS = string.ascii_letters + string.digits + " .,'-_"
+SUITE = "suite"
+MAX_IMAGE = 4096  # pixels per side; MuJoCo's offscreen buffer and memory set the real bound
+
+
+@dataclass
+class TabletopConfig:
+    """Settings of the tabletop env. Unknown keys are rejected."""
+
+    ctrl_dt: float = 0.05
+    """Control period (s): one env step. 20 Hz."""
+    sim_dt: float = 0.002
+    """Physics time step (s)."""
+    image_size: tuple[int, int] = (96, 96)
+    """Camera image (height, width)."""
+    cameras: tuple[str, ...] = ("front", "wrist")
+    """Cameras in observation['images']."""
+    action_type: str = "ee_delta"
+    """'ee_delta' (dx, dy, dz, dyaw, gripper) or 'joint_pos' (5 joint targets, gripper)."""
+    max_step: float = 0.02
+    """End-effector translation per step at action 1 (m)."""
+    max_yaw_step: float = 0.2
+    """End-effector yaw change per step at action 1 (rad)."""
+    split: str = "train"
+    """Instructions to sample: 'train', 'heldout' (held-out paraphrases/targets) or 'all'."""
+    shadows: bool = False
+    """Render shadows (about 40x slower in software rendering)."""
+    multisamples: int = 0
+    """Anti-aliasing samples (0 = off; slower)."""
+    smooth: bool = False
+    """Finely tessellated curved surfaces (about 3x slower rendering; invisible at 96x96)."""
+    render_size: tuple[int, int] = (256, 256)
+    """Size of env.render() frames (height, width)."""
+    settle_steps: int = 25
+    """Physics steps run after reset so objects come to rest."""
+    families: tuple[str, ...] = field(default_factory=tuple)
+    """Families a suite env samples from (empty = all)."""
+
+    def __post_init__(self):
+        """Reject values that would fail later, deep inside MuJoCo or OpenGL, naming the field."""
+        for name in ("ctrl_dt", "sim_dt", "max_step"):
+            value = getattr(self, name)
+            if not (isinstance(value, Real) and 0 < value < float("inf")):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.max_yaw_step, Real) and 0 <= self.max_yaw_step < float("inf")):
+            raise UserError(f"max_yaw_step must be a number >= 0, got {self.max_yaw_step!r}")
+        for name in ("image_size", "render_size"):
+            size = getattr(self, name)
+            if (not isinstance(size, (tuple, list)) or len(size) != 2
+                    or not all(isinstance(v, Integral) and 1 <= v <= MAX_IMAGE for v in size)):
+                raise UserError(f"{name} must be (height, width), two integers from 1 to {MAX_IMAGE}, "
+                                 f"got {size!r}")
+        for name in ("multisamples", "settle_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < 0:
+                raise UserError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.action_type not in ("ee_delta", "joint_pos"):
+            raise UserError(f"action_type must be 'ee_delta' or 'joint_pos', got {self.action_type!r}")
+        if self.split not in ("train", "heldout", "all"):
+            raise UserError(f"split must be 'train', 'heldout' or 'all', got {self.split!r}")
+        self.substeps  # noqa: B018 - ctrl_dt must be a multiple of sim_dt
+
+    @property
+    def substeps(self) -> int:
+        n = round(self.ctrl_dt / self.sim_dt)
+        if n < 1 or abs(n * self.sim_dt - self.ctrl_dt) > 1e-9:
+            raise UserError(f"ctrl_dt={self.ctrl_dt} must be a positive multiple of sim_dt={self.sim_dt}")
+        return n
+
+
+def default_config() -> TabletopConfig:
+    return TabletopConfig()
+
+
+def make_config(**overrides) -> TabletopConfig:
+    """default_config() with overrides; unknown keys name the valid ones."""
+    known = {f.name for f in dataclasses.fields(TabletopConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise TypeError(f"unknown tabletop config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+    return dataclasses.replace(default_config(), **overrides)
+
+
+class TabletopEnv(gym.Env):
+    """Observation: {'images': {camera: uint8 (H, W, 3)}, 'state': float32 (13,), 'instruction': str}.
+    Action: float32 (5,) in [-1, 1]; see `action_spec`. Reward 1 on success, which terminates.
+
+    reset(options={'task': family}) picks the family; reset(options={'instruction': text}) parses a
+    typed instruction and grounds it in the sampled scene.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str = SUITE, render_mode: str | None = None, **overrides):
+        cfg = make_config(**overrides)
+        self.config, self.render_mode = cfg, render_mode
+        self.world = World()
+        self.families = list(cfg.families or self.world.suite["families"])
+        self._check_family(task)
+        for f in self.families:
+            self._check_family(f)
+        self.task_name = task
+        model = self.world.model
+        model.opt.timestep = cfg.sim_dt
+        self.substeps = cfg.substeps
+        self.action_spec = action_spec(cfg.action_type, cfg.max_step, cfg.max_yaw_step, model)
+        self.state_spec = STATE_SPEC
+        self.controller = ArmController(model, self.action_spec)
+        for cam in cfg.cameras:
+            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam) < 0:
+                raise UserError(f"unknown camera {cam!r}; available: ['front', 'wrist']")
+        h, w = cfg.image_size
+        obs_space = {
+            "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),
+            "instruction": spaces.Text(max_length=tasks.MAX_INSTRUCTION, charset=INSTRUCTION_CHARS),
+        }
+        if cfg.cameras:  # cameras=() gives a state-only env (fast expert runs)
+            images = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cfg.cameras}
+            obs_space["images"] = spaces.Dict(images)
+        self.observation_space = spaces.Dict(obs_space)
+        self.action_space = spaces.Box(-1.0, 1.0, (len(self.action_spec.names),), np.float32)
+        # GL contexts are made on first use: a context made before a fork (AsyncVectorEnv builds a
+        # throwaway env in the parent) deadlocks the forked workers
+        self._renderer = self._viewer = None
+        self.task: tasks.Task | None = None
+
+    def _check_family(self, name: str) -> None:
+        known = list(self.world.suite["families"])
+        if name != SUITE and name not in known:
+            raise UserError(f"unknown task {name!r}; available: {[SUITE, *known]}")
+
+    # ---- Gymnasium API ------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task", "instruction"}
+        if unknown:
+            raise UserError(f"unknown reset options {sorted(unknown)}; expected 'task' and/or 'instruction'")
+        m, d, world = self.world.model, self.world.data, self.world
+        family = options.get("task", self.task_name)
+        self._check_family(family)
+        if family == SUITE:
+            family = self.families[self.np_random.integers(len(self.families))]
+        for attempt in range(50):  # some scenes lack what a family needs (e.g. a cube to stack on)
+            mujoco.mj_resetData(m, d)
+            world.apply_layout(world.sample_layout(self.np_random))
+            self.controller.reset(d)
+            mujoco.mj_forward(m, d)
+            if options.get("instruction"):
+                self.task = tasks.parse_instruction(options["instruction"], world)
+                break
+            try:
+                self.task = tasks.sample_task(family, world, self.np_random, self.config.split)
+                break
+            except tasks.InstructionError:
+                if attempt == 49:
+                    raise
+        if self.task.family == "open_drawer":
+            d.qpos[m.joint("drawer").qposadr[0]] = self.np_random.uniform(0.0, 0.01)
+        elif self.task.family == "close_drawer":
+            d.qpos[m.joint("drawer").qposadr[0]] = self.np_random.uniform(0.08, 0.115)
+        mujoco.mj_step(m, d, self.config.settle_steps)
+        if self.task.obj is not None:
+            self.task.start = world.pos(self.task.obj)
+        self._trace = Trace(self.task, world)
+        self._trace.update(world)
+        self._warnings = d.warning.number.copy()
+        return self._observation(), self._info(success=False)
+
+    def step(self, action):
+        action = self._check_action(action)
+        m, d = self.world.model, self.world.data
+        self.controller.apply(d, action)
+        mujoco.mj_step(m, d, self.substeps)
+        self._trace.update(self.world)
+        success = tasks.success(self.task, self.world)
+        return self._observation(), float(success), success, False, self._info(success)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        if self._viewer is None:
+            cfg = self.config
+            self._viewer = CameraRenderer(self.world.model, *cfg.render_size, cfg.shadows,
+                                          cfg.multisamples, cfg.smooth)
+        return self._viewer.render(self.world.data, "front")
+
+    def close(self):
+        for r in (self._renderer, self._viewer):
+            if r is not None:
+                r.close()
+        self._renderer = self._viewer = None
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float32)
+        if a.shape != self.action_space.shape:
+            raise UserError(f"action has shape {a.shape}; expected {self.action_space.shape} "
+                             f"({', '.join(self.action_spec.names)})")
+        if not np.all(np.isfinite(a)):
+            raise UserError(f"action contains NaN or inf: {a}")
+        return np.clip(a, -1.0, 1.0)
+
+    def _observation(self) -> dict:
+        d = self.world.data
+        obs = {"state": self.controller.state(d), "instruction": self.task.instruction}
+        if self.config.cameras:
+            if self._renderer is None:
+                cfg = self.config
+                self._renderer = CameraRenderer(self.world.model, *cfg.image_size, cfg.shadows,
+                                                cfg.multisamples, cfg.smooth)
+            obs["images"] = {c: self._renderer.render(d, c) for c in self.config.cameras}
+        return obs
+
+    def _info(self, success: bool) -> dict:
+        """Success, task identity, any MuJoCo warnings (e.g. bad qacc) raised since the last step, and
+        while not successful, what stands in the way (`failure`: one of diagnosis.FAILURES)."""
+        counts = self.world.data.warning.number.copy()
+        fresh = np.flatnonzero(counts > self._warnings)
+        self._warnings = counts
+        return {
+            "success": bool(success),
+            "task": self.task.family,
+            "instruction": self.task.instruction,
+            "physics_warnings": [mujoco.mjtWarning(i).name for i in fresh],
+            "failure": "" if success else self._trace.failure(self.world),
+            # privileged: where the named thing is, relative to the gripper (m); recorded as an auxiliary target
+            "focus": (tasks.focus(self.task, self.world) - self.world.grasp_pos).astype(np.float32),
+        }

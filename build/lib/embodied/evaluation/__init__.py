@@ -1,0 +1,1 @@
+"""Rollouts, success rates and videos of episodes."""

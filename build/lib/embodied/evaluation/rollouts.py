@@ -1,0 +1,146 @@
+"""Policy rollouts in the simulated tabletop: success rate per task family."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from embodied.runtime.chunks import ChunkExecutor
+
+EVAL_SEED_START = 1_000_000  # far from every recipe's seeds: evaluation scenes are never trained on
+
+
+class RandomPolicy:
+    """Uniform random chunks: the baseline every success table is read against."""
+
+    def __init__(self, action_dim: int = 5, horizon: int = 16, seed: int = 0):
+        self.action_dim, self.horizon = action_dim, horizon
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, observation: dict) -> np.ndarray:
+        return self.act_batch([observation])[0]
+
+    def act_batch(self, observations: list[dict]) -> np.ndarray:
+        return self.rng.uniform(-1, 1, (len(observations), self.horizon, self.action_dim)).astype(np.float32)
+
+
+def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_SEED_START, num_envs: int = 4,
+             replan_every: int = 8, env_config: dict | None = None, progress: bool = True,
+             video_dir: Path | None = None, videos_per_family: int = 3) -> dict:
+    """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
+    (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns
+    {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count}},
+     "mean": {the same over families}}. With `video_dir`, the first failed episodes of each family are
+    written there as mp4 (cameras side by side, the instruction and why it failed as caption)."""
+    import gymnasium as gym
+
+    from embodied.envs import make_vector_env
+
+    results = {}
+    bar = tqdm(total=episodes * len(families), desc="eval", unit="ep", disable=not progress, leave=False)
+    for family in families:
+        n_envs = min(num_envs, episodes)
+        venv = make_vector_env(family, n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+                               **(env_config or {}))
+        successes, failures, filmed = [], Counter(), 0
+        for wave in range(0, episodes, n_envs):
+            seeds = [seed_start + wave + i for i in range(n_envs)]
+            keep = min(n_envs, episodes - wave)
+            film = video_dir is not None and filmed < videos_per_family
+            for ep in _run_wave(venv, policy, seeds, replan_every, film)[:keep]:
+                successes.append(ep["success"])
+                if not ep["success"]:
+                    failures[ep["failure"]] += 1
+                    if film and filmed < videos_per_family:
+                        _write_failure(Path(video_dir), family, ep)
+                        filmed += 1
+            bar.update(keep)
+        venv.close()
+        results[family] = {"success": float(np.mean(successes)), "episodes": len(successes),
+                           "ci95": wilson(sum(successes), len(successes)), "failures": dict(failures)}
+    bar.close()
+    wins = sum(round(results[f]["success"] * results[f]["episodes"]) for f in families)
+    total = sum(results[f]["episodes"] for f in families)
+    # the mean over families; with equal episodes per family it is the pooled rate, whose interval this is
+    results["mean"] = {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
+                       "ci95": wilson(wins, total),
+                       "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
+    return results
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a success rate: honest at 0% and 100% and for few episodes."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def rate(entry: dict) -> str:
+    """'55% [34-74]': a success rate with its 95% interval, for tables."""
+    lo, hi = entry["ci95"]
+    return f"{100 * entry['success']:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
+
+
+def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = False) -> list[dict]:
+    """One episode per env: [{"success", "failure", "seed", "instruction", "frames"}] in env order."""
+    obs, info = venv.reset(seed=seeds)
+    n = len(seeds)
+    policy.reset()
+    executors = [ChunkExecutor("receding", replan_every) for _ in range(n)]
+    done = np.zeros(n, bool)
+    eps = [{"success": False, "failure": "", "seed": s, "instruction": str(obs["instruction"][i]), "frames": []}
+           for i, s in enumerate(seeds)]
+    while not done.all():
+        per_env = [_index(obs, i) for i in range(n)]
+        if film:
+            for i in np.flatnonzero(~done):
+                eps[i]["frames"].append(per_env[i]["images"])
+        if any(ex.needs_plan() for ex in executors):
+            chunks = policy.act_batch(per_env)  # every env plans together; extra plans are dropped
+            for ex, chunk in zip(executors, chunks, strict=True):
+                if ex.needs_plan():
+                    ex.add(chunk)
+        actions = np.stack([ex.next() for ex in executors])
+        obs, _, terminated, truncated, info = venv.step(actions)
+        for i in np.flatnonzero(~done & (terminated | truncated)):
+            eps[i]["success"], eps[i]["failure"] = bool(info["success"][i]), str(info["failure"][i])
+            done[i] = True
+    return eps
+
+
+def _write_failure(folder: Path, family: str, ep: dict) -> None:
+    from embodied.evaluation.video import caption, side_by_side, write_mp4
+
+    text = f"{family} seed {ep['seed']}: {ep['instruction']} -- failed: {ep['failure']}"
+    frames = [caption(side_by_side(f, 2), text, lines=2) for f in ep["frames"]]
+    write_mp4(folder / f"{family}_seed{ep['seed']}.mp4", frames, fps=20)
+
+
+def _index(obs: dict, i: int) -> dict:
+    return {"images": {c: v[i] for c, v in obs.get("images", {}).items()}, "state": obs["state"][i],
+            "instruction": obs["instruction"][i]}
+
+
+def failure_table(rollouts: dict, families: list[str]):
+    """A rich Table: per family, how many episodes failed for each reason (diagnosis.FAILURES)."""
+    from rich.table import Table
+
+    from embodied.envs.diagnosis import FAILURES
+
+    table = Table(title="why episodes failed (privileged state at the end of each failed episode)")
+    table.add_column("family", no_wrap=True)
+    for why in FAILURES:
+        table.add_column(why, justify="right")
+    for f in [*families, "mean"]:
+        counts = rollouts[f].get("failures", {})
+        table.add_row("all" if f == "mean" else f, *(str(counts.get(why, "")) for why in FAILURES))
+    return table

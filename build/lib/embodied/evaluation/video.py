@@ -1,0 +1,88 @@
+"""Pictures of episodes: captioned frames, contact sheets and mp4 files."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from embodied.errors import UserError
+
+
+def side_by_side(images: dict[str, np.ndarray], scale: int = 1) -> np.ndarray:
+    """Camera images (each uint8 (H, W, 3), same H) -> one uint8 (H*scale, sum W*scale, 3)."""
+    row = np.concatenate(list(images.values()), axis=1)
+    return row.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else row
+
+
+def caption(image: np.ndarray, text: str, font_size: int = 14, lines: int | None = None) -> np.ndarray:
+    """Add a white band with (wrapped) text under an image; returns a new uint8 (H', W, 3).
+
+    `lines` fixes the band's height (extra text is cut), so every frame of a video has one size.
+    """
+    font = ImageFont.load_default(size=font_size)
+    width = image.shape[1]
+    chars = max(8, int(width / (0.55 * font_size)))
+    wrapped = textwrap.wrap(text, chars) or [""]
+    lines = lines or len(wrapped)
+    wrapped = wrapped[:lines]
+    band = Image.new("RGB", (width, (font_size + 4) * lines + 6), "white")
+    draw = ImageDraw.Draw(band)
+    for i, line in enumerate(wrapped):
+        draw.text((4, 3 + i * (font_size + 4)), line, fill="black", font=font)
+    return np.concatenate([image, np.asarray(band)], axis=0)
+
+
+def contact_sheet(tiles: list[np.ndarray], cols: int, pad: int = 6) -> np.ndarray:
+    """Tiles (uint8 (h, w, 3), any sizes) on a grid; each cell is as big as the biggest tile."""
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    rows = -(-len(tiles) // cols)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 235, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y:y + t.shape[0], x:x + t.shape[1]] = t
+    return sheet
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int, crf: int = 18) -> Path:
+    """H.264 mp4 of uint8 (H, W, 3) frames (odd sizes are padded by a pixel for the codec)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        for frame in frames:
+            if frame.shape[:2] != (h, w):
+                raise UserError(f"all frames must be {h}x{w}; got {frame.shape[:2]}")
+            padded = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """All frames of a video file as uint8 (T, H, W, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no video file {path}")
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except (av.error.FFmpegError, IndexError) as e:
+        raise UserError(f"cannot read video {path}: {e}") from e
+    if not frames:
+        raise UserError(f"video {path} has no frames")
+    return np.stack(frames)

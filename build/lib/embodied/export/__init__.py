@@ -1,0 +1,1 @@
+"""ONNX export: the bundle a robot controller runs without torch."""

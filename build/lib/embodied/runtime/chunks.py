@@ -1,0 +1,75 @@
+"""Turning action chunks into one action per control step. numpy only: the robot runtime uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embodied.errors import UserError
+
+
+class ChunkExecutor:
+    """Receding horizon (mode='receding'): execute the first `replan_every` actions of a chunk, then
+    ask for a new plan. Temporal ensembling (mode='ensemble', as in ACT): plan every step and execute
+    the weighted mean of every live chunk's action for this step, weights exp(-decay * age_rank)
+    with the oldest chunk weighted most.
+
+    Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
+           action = ex.next()
+    """
+
+    def __init__(self, mode: str = "receding", replan_every: int = 8, decay: float = 0.01):
+        if mode not in ("receding", "ensemble"):
+            raise UserError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
+        if replan_every < 1:
+            raise UserError(f"replan_every must be >= 1, got {replan_every}")
+        self.mode, self.replan_every, self.decay = mode, replan_every, decay
+        self.reset()
+
+    def reset(self) -> None:
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (step the chunk starts at, (H, A))
+        self._step = 0
+
+    def needs_plan(self) -> bool:
+        if self.mode == "ensemble" or not self._chunks:
+            return True
+        start, chunk = self._chunks[-1]
+        used = self._step - start
+        return used >= min(self.replan_every, len(chunk))
+
+    def add(self, chunk: np.ndarray, at: int | None = None) -> None:
+        """A plan whose first action is for step `at` (default: this step). A plan computed for an earlier
+        step, arriving late (the hardware loop), is used from the current step on: chunk[step - at]. In
+        receding mode the plan for the latest step wins; an older one arriving after it is dropped."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim != 2 or len(chunk) == 0:
+            raise UserError(f"a chunk is (H, A) with H >= 1; got shape {chunk.shape}")
+        at = self._step if at is None else int(at)
+        if self.mode == "receding":
+            if not self._chunks or at >= self._chunks[-1][0]:
+                self._chunks = [(at, chunk)]
+        else:
+            self._chunks.append((at, chunk))
+
+    def covered(self) -> bool:
+        """Whether a plan has an action for this step (else: hold, the hardware loop's watchdog)."""
+        return any(0 <= self._step - start < len(c) for start, c in self._chunks)
+
+    def skip(self) -> None:
+        """Advance one step without an action (the robot held)."""
+        self._step += 1
+
+    def next(self) -> np.ndarray:
+        """The action for this control step; advances one step."""
+        live = [(start, c) for start, c in self._chunks if 0 <= self._step - start < len(c)]
+        if not live:
+            raise RuntimeError("no plan covers this step: call add(chunk) when needs_plan() says so")
+        if self.mode == "receding":
+            start, chunk = live[-1]
+            action = chunk[self._step - start]
+        else:
+            actions = np.stack([c[self._step - start] for start, c in live])  # oldest first
+            weights = np.exp(-self.decay * np.arange(len(live)))
+            action = (weights[:, None] * actions).sum(0) / weights.sum()
+        self._chunks = live
+        self._step += 1
+        return action.astype(np.float32)

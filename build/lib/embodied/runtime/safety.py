@@ -1,0 +1,106 @@
+"""The safety layer between a policy and a robot, on by default. numpy only.
+
+Rules, in order, for every action before it is sent:
+  1. non-finite (NaN, inf anywhere) -> "hold": no motion, the gripper as last commanded
+  2. clamp every dimension to the spec's limits
+  3. rate limit: no motion dimension changes by more than `max_change` from the last action sent (the
+     gripper is open-or-closed: it is exempt)
+  4. workspace (end-effector delta actions): the commanded position stays inside the box; from outside
+     it, only motion back toward the box is allowed. This rule wins over the rate limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embodied.errors import UserError
+
+
+@dataclass
+class SafetyConfig:
+    low: np.ndarray
+    """Per-dimension action limits (env action units)."""
+    high: np.ndarray
+    max_change: float = 0.5
+    """Largest change of any dimension from one control step to the next."""
+    workspace_low: np.ndarray | None = None
+    """End-effector box (m), for ee_delta actions; None = no box."""
+    workspace_high: np.ndarray | None = None
+    position_scale: np.ndarray = field(default_factory=lambda: np.ones(3))
+    """Metres per unit of the first three action dimensions (the action spec's scale)."""
+    gripper: int | None = -1
+    """Index of the gripper dimension (held at its last command on "hold"); None if there is none."""
+
+    def __post_init__(self):
+        self.low, self.high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        if self.low.shape != self.high.shape or (self.low > self.high).any():
+            raise UserError(f"safety limits: low {self.low} and high {self.high} must be the same shape, low <= high")
+        if not self.max_change > 0:
+            raise UserError(f"max_change must be > 0, got {self.max_change}")
+
+    @classmethod
+    def from_spec(cls, spec: dict, workspace: np.ndarray | None = None, max_change: float = 0.5) -> SafetyConfig:
+        """From a bundle's policy_spec.json: the action limits; the box (3, 2) for ee_delta actions."""
+        limits, action_spec = spec["action_limits"], spec.get("action_spec", {})
+        delta = action_spec.get("kind") == "ee_delta" and workspace is not None
+        names = list(action_spec.get("names", []))
+        return cls(np.asarray(limits["low"]), np.asarray(limits["high"]), max_change,
+                   workspace[:, 0] if delta else None, workspace[:, 1] if delta else None,
+                   np.asarray(action_spec.get("scale", [1.0] * 3)[:3]),
+                   names.index("gripper") if "gripper" in names else None)
+
+
+class SafetyLayer:
+    """filter(action, ee_position) -> the action to send; `events` counts what each rule changed."""
+
+    def __init__(self, config: SafetyConfig):
+        self.config = config
+        self.events = {"non_finite": 0, "clamped": 0, "rate_limited": 0, "workspace": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        self.last: np.ndarray | None = None
+
+    def hold(self) -> np.ndarray:
+        """No motion; the gripper stays as last commanded."""
+        cfg = self.config
+        action = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
+        if cfg.gripper is not None and self.last is not None:
+            action[cfg.gripper] = self.last[cfg.gripper]
+        return action
+
+    def filter(self, action, ee_position=None) -> np.ndarray:
+        cfg = self.config
+        a = np.asarray(action, np.float64).reshape(-1)
+        if a.shape != cfg.low.shape:
+            raise UserError(f"action: expected {cfg.low.shape[0]} values, got shape {np.shape(action)}")
+        if not np.isfinite(a).all():
+            self.events["non_finite"] += 1
+            a = self.hold()
+        clamped = np.clip(a, cfg.low, cfg.high)
+        self.events["clamped"] += int(not np.array_equal(clamped, a))
+        a = clamped
+        if self.last is not None:
+            limited = np.clip(a, self.last - cfg.max_change, self.last + cfg.max_change)
+            if cfg.gripper is not None:
+                limited[cfg.gripper] = a[cfg.gripper]
+            self.events["rate_limited"] += int(not np.array_equal(limited, a))
+            a = np.clip(limited, cfg.low, cfg.high)
+        if cfg.workspace_low is not None and ee_position is not None:
+            pos = np.asarray(ee_position, np.float64)[:3]
+            if np.isfinite(pos).all():
+                target = pos + a[:3] * cfg.position_scale
+                # inside: stop at the wall; outside: no further out than now
+                lo = np.minimum(cfg.workspace_low, pos)
+                hi = np.maximum(cfg.workspace_high, pos)
+                kept = np.clip(target, lo, hi)
+                if not np.array_equal(kept, target):
+                    self.events["workspace"] += 1
+                    a[:3] = np.clip((kept - pos) / cfg.position_scale, cfg.low[:3], cfg.high[:3])
+            else:
+                self.events["non_finite"] += 1
+                a = self.hold()
+        self.last = a.copy()
+        return a.astype(np.float32)

@@ -1,0 +1,257 @@
+"""The simulated robot as its own process, behaving like hardware: a fixed-rate control loop advancing
+MuJoCo in real time, observations published late (latency) and noisy, action chunks applied late (delay)
+and aligned to the tick they were computed for, the safety layer on every action, and a watchdog that
+holds position when no fresh plan arrived within the timeout (never replaying a stale one).
+
+    python -m embodied.runtime.simrobot '{"rate": 20, "family": "press_button", "seeds": [1000000]}'
+
+It serves the wire format of embodied.runtime.robot; scripts/run_robot_loop.py starts it. At the end it
+writes a JSON report (per episode: success, ticks, holds, watchdog trips, deadline misses, jitter) and,
+when asked, an mp4 and a store of the episodes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embodied.errors import UserError
+from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.robot import MessageError, decode_chunk, encode_observation
+from embodied.runtime.safety import SafetyConfig, SafetyLayer
+
+
+@dataclass
+class SimRobotConfig:
+    observations: str = "tcp://127.0.0.1:5555"
+    actions: str = "tcp://127.0.0.1:5556"
+    rate: float = 20.0
+    """Control rate (Hz); the env steps 1/rate of physics per tick."""
+    family: str = "suite"
+    seeds: list[int] = field(default_factory=lambda: [1_000_000])
+    instruction: str | None = None
+    split: str = "train"
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    image_size: list[int] = field(default_factory=lambda: [96, 96])
+    latency_ms: float = 0.0
+    """Observation latency: an observation is published this long after it was captured."""
+    action_delay_ms: float = 0.0
+    """A chunk is applied no earlier than this long after it arrived."""
+    state_noise: float = 0.0
+    """Std of Gaussian noise on the published state."""
+    timeout_ms: float = 250.0
+    """Watchdog: hold when the newest plan arrived longer ago than this."""
+    max_ticks: int | None = None
+    """Ticks per episode (default: the family's step limit)."""
+    start_timeout_s: float = 60.0
+    """Give up if no plan arrives this long after the episode starts (the policy never came)."""
+    stop_on_success: bool = True
+    """End the episode when the task succeeds (False: run all max_ticks, e.g. for fault injection)."""
+    safety: bool = True
+    max_change: float = 0.5
+    report: str | None = None
+    video: str | None = None
+    store: str | None = None
+
+
+def serve(cfg: SimRobotConfig) -> dict:
+    import gymnasium as gym
+    import zmq
+
+    import embodied.envs as envs
+    from embodied.envs.arm import WORKSPACE
+
+    if cfg.rate <= 0:
+        raise UserError(f"rate must be > 0 Hz, got {cfg.rate}")
+    period = 1.0 / cfg.rate
+    env = gym.make(envs.ENV_IDS[cfg.family], cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size),
+                   split=cfg.split, ctrl_dt=round(period, 6))
+    spec = env.unwrapped.action_spec
+    safety = SafetyLayer(SafetyConfig(-np.ones(len(spec.names)), np.ones(len(spec.names)), cfg.max_change,
+                                      WORKSPACE[:, 0], WORKSPACE[:, 1], np.asarray(spec.scale[:3]),
+                                      list(spec.names).index("gripper")))
+    ctx = zmq.Context()
+    pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)
+    pub.setsockopt(zmq.LINGER, 0)
+    pull.setsockopt(zmq.LINGER, 0)
+    pub.bind(cfg.observations)
+    pull.bind(cfg.actions)
+    publisher = DelayedPublisher(pub, cfg.latency_ms / 1e3)
+    rng = np.random.default_rng(0)
+    episodes, frames, recorded = [], [], []
+    try:
+        for episode, seed in enumerate(cfg.seeds):
+            options = {"instruction": cfg.instruction} if cfg.instruction else None
+            obs, info = env.reset(seed=seed, options=options)
+            limit = cfg.max_ticks or env.spec.max_episode_steps
+            result = run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, episode, rng,
+                                 frames if cfg.video else None, recorded if cfg.store else None)
+            episodes.append({"seed": seed, **result})
+            summary = {k: v for k, v in episodes[-1].items() if k != "log"}
+            print(json.dumps({"episode": episode, **summary}), flush=True)
+    finally:
+        publisher.close()
+        pub.close()
+        pull.close()
+        ctx.term()
+        env.close()
+    report = {"config": asdict(cfg), "episodes": episodes, "bad_messages": sum(e["bad_messages"] for e in episodes)}
+    if cfg.video and frames:
+        from embodied.evaluation.video import write_mp4
+
+        write_mp4(cfg.video, frames, fps=int(round(cfg.rate)))
+    if cfg.store and recorded:
+        _record(cfg.store, env, recorded)
+    if cfg.report:
+        Path(cfg.report).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, episode, rng, frames, recorded) -> dict:
+    import zmq
+
+    executor = ChunkExecutor("receding")
+    safety.reset()
+    horizon_dim = env.unwrapped.action_spec
+    ticks: list[dict] = []
+    fresh_at: float | None = None  # when the newest usable plan arrived
+    pending: list[tuple[float, int, np.ndarray]] = []  # (usable from, tick, chunk): the action delay
+    bad, stale, trips, holding, first_plan = 0, 0, 0, True, None
+    steps: dict[str, list] = {"images": [], "state": [], "action": []}
+    publisher.send(_observe(obs, cfg, rng), 0, episode)
+    start = time.perf_counter()
+    for tick in range(limit):
+        scheduled = start + tick * period
+        _sleep_until(scheduled)
+        now = time.perf_counter()
+        while pull.poll(0):
+            raw = pull.recv(zmq.NOBLOCK)
+            try:
+                chunk, at = decode_chunk(raw, action_dim=len(horizon_dim.names))
+            except MessageError as e:
+                bad += 1
+                print(f"simrobot: refused a message: {e}", file=sys.stderr, flush=True)
+                continue
+            heapq.heappush(pending, (now + cfg.action_delay_ms / 1e3, at, chunk))
+        while pending and pending[0][0] <= now:
+            usable, at, chunk = heapq.heappop(pending)
+            if at > tick:  # a plan can only be for an observation already published
+                bad += 1
+            elif (tick - at) * period > cfg.timeout_ms / 1e3:  # computed from too old an observation
+                stale += 1
+            else:
+                executor.add(chunk, at)
+                fresh_at = usable
+                first_plan = first_plan if first_plan is not None else now - start
+        hold = fresh_at is None or now - fresh_at > cfg.timeout_ms / 1e3 or not executor.covered()
+        if hold:
+            trips += int(not holding and fresh_at is not None)
+            holding = True
+            executor.skip()
+            action = safety.hold()
+        else:
+            holding = False
+            action = executor.next()
+        ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
+        sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
+        if recorded is not None:
+            for k, v in (("images", obs["images"]), ("state", obs["state"]), ("action", sent)):
+                steps[k].append(v)
+        obs, _, terminated, truncated, info = env.step(sent)
+        if frames is not None:
+            from embodied.evaluation.video import side_by_side
+
+            frames.append(side_by_side(obs["images"], scale=2))
+        done_at = time.perf_counter()
+        ticks.append({"tick": tick, "jitter": now - scheduled, "late": done_at - scheduled > period, "held": hold,
+                      "stamp": now, "plan_age": None if fresh_at is None else now - fresh_at})
+        last = (terminated and cfg.stop_on_success) or tick == limit - 1
+        publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(last))
+        if terminated and cfg.stop_on_success:
+            break
+        if fresh_at is None and now - start > cfg.start_timeout_s:
+            raise UserError(f"no plan arrived within {cfg.start_timeout_s} s: is the policy process running?")
+    if recorded is not None and steps["state"]:
+        recorded.append((steps, info))
+    jitter = np.abs([t["jitter"] for t in ticks]) * 1e3
+    return {"success": bool(info["success"]), "ticks": len(ticks), "instruction": info["instruction"],
+            "held_ticks": sum(t["held"] for t in ticks), "watchdog_trips": trips,
+            "deadline_misses": sum(t["late"] for t in ticks), "jitter_ms_p50": float(np.percentile(jitter, 50)),
+            "jitter_ms_p99": float(np.percentile(jitter, 99)), "jitter_ms_max": float(jitter.max()),
+            "first_plan_s": first_plan, "bad_messages": bad, "stale_plans_dropped": stale,
+            "safety": dict(safety.events), "log": ticks}
+
+
+def _observe(obs: dict, cfg: SimRobotConfig, rng) -> dict:
+    state = obs["state"] + (rng.normal(0, cfg.state_noise, obs["state"].shape) if cfg.state_noise else 0)
+    return {**obs, "state": np.asarray(state, np.float32)}
+
+
+def _sleep_until(t: float) -> None:
+    while True:
+        left = t - time.perf_counter()
+        if left <= 0:
+            return
+        time.sleep(left - 0.0015 if left > 0.002 else 0)  # sleep coarse, spin the last 1.5 ms
+
+
+class DelayedPublisher:
+    """Publishes each observation `latency` seconds after it was captured, from its own thread, so a slow
+    link never stalls the control loop."""
+
+    def __init__(self, socket, latency: float):
+        self.socket, self.latency = socket, latency
+        self.queue: list = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def send(self, obs: dict, tick: int, episode: int, done: bool = False) -> None:
+        stamp = time.perf_counter()
+        raw = encode_observation(obs, tick, stamp, episode=episode, done=done)
+        with self.cond:
+            heapq.heappush(self.queue, (stamp + self.latency, tick, raw))
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closed and (not self.queue or self.queue[0][0] > time.perf_counter()):
+                    wait = self.queue[0][0] - time.perf_counter() if self.queue else None
+                    self.cond.wait(wait)
+                if self.closed:
+                    return
+                _, _, raw = heapq.heappop(self.queue)
+            self.socket.send(raw)
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join(timeout=1)
+
+
+def _record(path: str, env, recorded: list) -> None:
+    from embodied.data.collect import create_store_for
+    from embodied.data.store import Episode, EpisodeStore
+
+    store = EpisodeStore.open(path, mode="a") if Path(path).exists() else create_store_for(path, env)
+    for steps, info in recorded:
+        store.append(Episode(images={c: np.stack([s[c] for s in steps["images"]]) for c in steps["images"][0]},
+                             state=np.stack(steps["state"]).astype(np.float32),
+                             action=np.stack(steps["action"]).astype(np.float32), instruction=info["instruction"],
+                             family=info["task"], success=bool(info["success"]), seed=0))
+
+
+if __name__ == "__main__":
+    from embodied.errors import cli
+
+    cli(lambda: serve(SimRobotConfig(**json.loads(sys.argv[1]))))

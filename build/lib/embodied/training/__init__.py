@@ -1,0 +1,1 @@
+"""One training loop (embodied/training/loop.py), distributed setup, checkpoints."""

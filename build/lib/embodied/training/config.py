@@ -1,0 +1,112 @@
+"""Training configuration: one typed dataclass; every field is a `scripts/train_vla.py` flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    """Pretraining a VLA on a demonstration store. Saved (resolved) with every checkpoint."""
+
+    name: str = "tiny_pretrain_small"
+    """Run name: the run is written to policies/runs/<name>/ (resumed if it has a checkpoint). Not
+    `--run`: torchrun would take that flag for its own --run-path."""
+    preset: str = "tiny"
+    """Model preset (policies/<preset>.yaml): tiny, small, base."""
+    head: str | None = None
+    """Override the preset's head: 'regression' or 'flow'."""
+    obs_horizon: int | None = None
+    """Override the preset's observation history T_o."""
+    action_horizon: int | None = None
+    """Override the preset's chunk size H."""
+    keypoints: int | None = None
+    """Override the preset's spatial-softmax keypoints per camera (0 = off)."""
+    dataset: str = "pretrain_small"
+    """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
+    store: Path | None = None
+    """Use this store instead of the recipe's."""
+    steps: int = 3000
+    """Optimizer steps (the learning-rate schedule spans them)."""
+    stop_at: int | None = None
+    """Stop (with a checkpoint) at this step, e.g. to fit a job's time limit; rerun to continue."""
+    batch_size: int = 64
+    """Samples per optimizer step per process (before accumulation)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    balance_families: bool = True
+    """Draw every task family equally often (else every frame equally often)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW), after linear warmup, then cosine decay to 1% of it."""
+    warmup: int = 100
+    """Warmup steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not on norms, biases or embeddings)."""
+    clip_grad: float = 1.0
+    """Gradient-norm clip."""
+    ema: float = 0.0
+    """EMA decay of the weights (0 = off, e.g. 0.999); evaluation and export use the EMA weights."""
+    val_fraction: float = 0.05
+    """Episodes held out for validation loss."""
+    log_every: int = 50
+    """Steps between metric rows (CSV) and progress updates."""
+    eval_every: int = 1000
+    """Steps between validation loss + quick rollouts (0 = only at the end)."""
+    eval_episodes: int = 4
+    """Rollouts per family in periodic evaluations."""
+    final_eval_episodes: int = 20
+    """Rollouts per family in the final evaluation."""
+    random_baseline: bool = True
+    """Also evaluate a random policy on the final evaluation's seeds, for the table."""
+    ckpt_every: int = 500
+    """Steps between checkpoints (and at the end)."""
+    replan_every: int = 8
+    """Receding-horizon execution: actions used from each chunk before re-planning."""
+    workers: int = 1
+    """DataLoader worker processes (1 is fastest on 2 cores: the model needs the rest)."""
+    device: str = "auto"
+    """'auto' (CUDA if present), 'cuda' or 'cpu'."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """torch.compile the model (CUDA)."""
+    seed: int = 0
+    """Seeds batches, augmentation and flow noise (per step, so resuming is exact)."""
+    fresh: bool = False
+    """Start over even if the run has a checkpoint."""
+    out: Path | None = None
+    """Runs folder (default: policies/runs)."""
+
+
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Fine-tuning a pretrained run on a new store through the same loop; `scripts/finetune.py` flags."""
+
+    name: str = "finetune"
+    base: Path | None = None
+    """The pretrained run (its latest checkpoint) or a checkpoint folder. Required for lora and full."""
+    adapter: Literal["lora", "full", "scratch"] = "lora"
+    """lora: train LoRA adapters on the frozen base; full: fine-tune every weight; scratch: train a fresh
+    model of the base's architecture (of --preset without --base) on the same data, the comparison."""
+    rank: int = 8
+    """LoRA rank (tiny preset: rank 8 trains 3.4% of its weights, rank 16 6.7%)."""
+    alpha: float | None = None
+    """LoRA alpha (default: the rank, so the update's scale is 1)."""
+    targets: tuple[str, ...] = ()
+    """LoRA target modules, name suffixes or globs (default: the base preset's lora_targets), e.g.
+    --targets attn.qkv attn.out mlp.fc1 mlp.fc2 'vision.*.convs.*'. An unmatched target is an error."""
+    train_head: bool = True
+    """Also train the action head (fully) with the adapter; it is saved in the adapter."""
+    dataset: str = "finetune_heldout"
+    episodes_per_family: int | None = None
+    """Train on the first N demonstrations of each family (validation uses the rest)."""
+    steps: int = 600
+    batch_size: int = 32
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate (default: 1e-3 for lora and scratch, 1e-4 for full)."""
+    warmup: int = 50
+    eval_every: int = 0
+    final_eval_episodes: int = 30
+    ckpt_every: int = 200

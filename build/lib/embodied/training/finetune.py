@@ -1,0 +1,109 @@
+"""What fine-tuning adds to the one training loop: the pretrained base, which episodes to learn from,
+and the model to train (LoRA on the frozen base, every weight, or a fresh model of the same shape)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file
+
+from embodied.adapters import Adapters, widen_stats
+from embodied.errors import UserError
+from embodied.policies.model import VLA
+from embodied.policies.policy import model_from_spec
+from embodied.training.checkpoint import latest_checkpoint
+from embodied.training.config import FinetuneConfig
+
+
+def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
+    """Check the flags that go together and fill the method's default learning rate."""
+    if cfg.adapter in ("lora", "full") and cfg.base is None:
+        raise UserError(f"--adapter {cfg.adapter} fine-tunes a pretrained run: pass --base policies/runs/<run>")
+    given = [k for k in ("head", "obs_horizon", "action_horizon", "keypoints") if getattr(cfg, k) is not None]
+    if cfg.base is not None and given:
+        raise UserError(f"the architecture comes from --base; drop {given}")
+    if cfg.adapter != "lora" and cfg.targets:
+        raise UserError("--targets applies to --adapter lora only")
+    if cfg.episodes_per_family is not None and cfg.episodes_per_family < 1:
+        raise UserError(f"episodes_per_family must be at least 1, got {cfg.episodes_per_family}")
+    if cfg.lr is None:
+        cfg = dataclasses.replace(cfg, lr=1e-4 if cfg.adapter == "full" else 1e-3)
+    return cfg
+
+
+def base_checkpoint(path: Path) -> Path:
+    """A run folder (its latest checkpoint) or a checkpoint folder -> the checkpoint folder."""
+    path = Path(path)
+    ckpt = path if (path / "policy.json").is_file() else latest_checkpoint(path)
+    if ckpt is None:
+        raise UserError(f"--base {path}: no checkpoint there (expected a run folder with checkpoints/, "
+                        "or a checkpoint folder with policy.json)")
+    return ckpt.resolve()
+
+
+def load_base(path: Path) -> tuple[VLA, dict, Path]:
+    """The pretrained VLA (its EMA weights when it has them), its spec and checkpoint folder."""
+    ckpt = base_checkpoint(path)
+    spec = json.loads((ckpt / "policy.json").read_text())
+    if spec.get("adapter"):
+        raise UserError(f"--base {path} is itself a LoRA fine-tune; use its base ({spec['base']['checkpoint']}) "
+                        "or merge it first")
+    model = model_from_spec(spec)
+    weights = ckpt / "ema.safetensors" if (ckpt / "ema.safetensors").exists() else ckpt / "model.safetensors"
+    model.load_state_dict(load_file(weights))
+    return model, spec, ckpt
+
+
+def check_fits(spec: dict, store) -> None:
+    """The new store must feed the base: same cameras, image size, state and action sizes."""
+    have = {"cameras": list(store.cameras), "image_size": list(store.attrs["image_size"]),
+            "state_dim": int(store.states().shape[1]), "action_dim": int(store.actions().shape[1])}
+    want = {k: spec[k] for k in have}
+    if not set(want["cameras"]) <= set(have["cameras"]) or have["image_size"] != want["image_size"] or \
+            have["state_dim"] != want["state_dim"] or have["action_dim"] != want["action_dim"]:
+        raise UserError(f"the store does not fit the base: base expects {want}, store has {have}")
+
+
+def few_episodes(store, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n episodes of each family to train on; the rest of them to validate on."""
+    families = store.meta("family")
+    train, val = [], []
+    for f in sorted(set(families.tolist())):
+        eps = np.flatnonzero(families == f)
+        if len(eps) < n:
+            raise UserError(f"episodes_per_family={n}, but the store holds only {len(eps)} of family {f!r}")
+        train += eps[:n].tolist()
+        val += eps[n:].tolist()
+    return np.array(sorted(train)), np.array(sorted(val))
+
+
+def from_base(cfg: FinetuneConfig, base: tuple, data_stats: dict) -> tuple[VLA, dict, Adapters | None]:
+    """lora or full: the model to train, the statistics it trains with, and its adapters (lora only)."""
+    model, spec, ckpt = base
+    stats, widened = widen_stats(spec["stats"], data_stats)
+    if widened:
+        print(f"the new data's actions reach outside the base's range in dimensions {widened}: range widened")
+    if cfg.adapter == "full":
+        model.set_stats(stats)
+        return model, stats, None
+    adapters = Adapters(model, spec, {"run": str(ckpt.parent.parent), "checkpoint": str(ckpt)})
+    info = adapters.add(cfg.name, rank=cfg.rank, alpha=cfg.alpha, targets=list(cfg.targets) or None,
+                        train_head=cfg.train_head, stats=stats)
+    print(f"LoRA rank {cfg.rank} on {len(info['modules'])} modules: {_abbreviate(info['modules'])}"
+          f"{' + action head' if cfg.train_head else ''}; trainable {info['trainable']:,} of {info['total']:,} "
+          f"parameters ({100 * info['share']:.1f}%)")
+    return model, stats, adapters
+
+
+def _abbreviate(modules: list[str]) -> str:
+    """backbone.0.attn.qkv ... backbone.3.attn.qkv -> backbone.{0-3}.attn.qkv"""
+    groups: dict[str, list[str]] = {}
+    for m in modules:
+        parts = m.split(".")
+        key = ".".join("{}" if p.isdigit() else p for p in parts)
+        groups.setdefault(key, []).append(next((p for p in parts if p.isdigit()), ""))
+    return ", ".join(k.replace("{}", "{" + f"{v[0]}-{v[-1]}" + "}", 1) if len(v) > 1 else k.replace("{}", v[0], 1)
+                     for k, v in groups.items())

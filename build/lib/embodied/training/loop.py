@@ -1,0 +1,319 @@
+"""The training loop, top to bottom: build, resume, loop, and every periodic action called visibly."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from embodied.data.store import EpisodeStore
+from embodied.data.windows import WindowDataset, split_episodes
+from embodied.policies.config import config_from_dict, load_preset
+from embodied.policies.language import LanguageEncoder
+from embodied.policies.model import FOCUS_SCALE, VLA
+from embodied.policies.policy import VLAPolicy, build_spec
+from embodied.training import distributed, finetune
+from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from embodied.training.config import FinetuneConfig, TrainConfig
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch indices drawn from (seed, step, rank) alone: no sampler state, so resume is exact.
+
+    With `groups` (a label per sample, e.g. its task family) every group is drawn equally often, so
+    families with short episodes (reach: 8 steps) are not drowned by long ones (place: 44)."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank: int,
+                 groups: np.ndarray | None = None):
+        self.n, self.batch, self.seed, self.start, self.steps, self.rank = n, batch, seed, start, steps, rank
+        self.members = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else None
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            rng = np.random.default_rng([self.seed, step, self.rank])
+            if self.members is None:
+                yield rng.integers(0, self.n, self.batch).tolist()
+            else:
+                picks = rng.integers(0, len(self.members), self.batch)
+                yield [int(self.members[g][rng.integers(len(self.members[g]))]) for g in picks]
+
+    def __len__(self):
+        return self.steps - self.start
+
+
+def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
+    """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
+    if isinstance(cfg, FinetuneConfig):
+        cfg = finetune.resolve(cfg)
+    d = distributed.setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    run_dir = runs_dir / cfg.name
+    store = EpisodeStore.open(store_path)
+
+    # ---- data (fine-tuning: the base's architecture, maybe only the first N demonstrations) ------
+    tune = cfg if isinstance(cfg, FinetuneConfig) else None
+    base = finetune.load_base(tune.base) if tune and tune.base else None
+    if base:
+        finetune.check_fits(base[1], store)
+        pcfg = config_from_dict(base[1]["config"])
+    else:
+        pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon,
+                           action_horizon=cfg.action_horizon, keypoints=cfg.keypoints)
+    if tune and tune.episodes_per_family:
+        train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
+    else:
+        train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
+    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
+    val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
+    language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
+    families = sorted(set(store.meta("family").tolist()))
+
+    # ---- model, optimizer, schedule ---------------------------------------------------------------
+    model = VLA(pcfg, store.cameras, tuple(store.attrs["image_size"]), store.states().shape[1],
+                store.actions().shape[1])
+    model.set_stats(data.stats)
+    stats, adapters = data.stats, None
+    if base and tune.adapter != "scratch":  # lora: the frozen base with adapters; full: every base weight
+        model, stats, adapters = finetune.from_base(tune, base, data.stats)
+    spec = build_spec(model, store.attrs, stats)
+    if base and tune.adapter != "scratch":
+        spec["base"] = {"checkpoint": str(base[2]), **({"hash": adapters.base["hash"]} if adapters else {})}
+        spec["adapter"] = tune.name if adapters else None
+    model.to(d.device)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # adapters: theirs only
+    decay = [p for n, p in params if p.ndim >= 2 and "emb" not in n and "pos" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "emb" not in n and "pos" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema > 0 else None
+
+    # ---- resume ------------------------------------------------------------------------------------
+    start = 0
+    last = None if cfg.fresh else latest_checkpoint(run_dir)
+    if last is not None:
+        start = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)["step"]
+        if d.main:
+            print(f"resuming {cfg.name} from {last.name} (step {start})")
+    net = Objective(model)
+    net = DistributedDataParallel(net) if d.world > 1 else net
+    if cfg.compile and d.device.type == "cuda":
+        net = torch.compile(net)
+    amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and d.device.type == "cuda")
+
+    end = min(cfg.steps, cfg.stop_at or cfg.steps)
+    groups = data.sample_families if cfg.balance_families else None
+    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
+                                         persistent_workers=cfg.workers > 0)
+    log = MetricsLog(run_dir / "metrics.csv") if d.main else None
+    if d.main:
+        (run_dir / "config.json").write_text(json.dumps(_jsonable(cfg), indent=2))
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", disable=not d.main)
+    timer, seen = time.perf_counter(), 0
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    for step, batch in enumerate(loader, start=start):
+        net.train()
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, step, d.rank, 1]).integers(2**62)))
+        loss_sum = 0.0
+        for micro in _split(batch, cfg.grad_accum):
+            inputs = _to_device(micro, model, language, d.device)
+            with amp:
+                loss = net(inputs, gen)
+            (loss / cfg.grad_accum).backward()
+            loss_sum += float(loss.detach()) / cfg.grad_accum
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        seen += len(batch["action"])
+        done = step + 1
+        bar.update(1)
+
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rate = seen * d.world / (time.perf_counter() - timer)
+            timer, seen = time.perf_counter(), 0
+            loss_all = distributed.mean_across(loss_sum, d)
+            bar.set_postfix(loss=f"{loss_all:.4f}", samples_s=f"{rate:.0f}")
+            if log:
+                log.write(step=done, loss=loss_all, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                          samples_per_s=rate)
+        if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
+            periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes, store.attrs)
+        if (done % cfg.ckpt_every == 0 or done == end) and d.main:
+            folder = save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
+                                     scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
+            if adapters:  # the deliverable: the adapter alone (a few hundred kB), next to the resumable state
+                adapters.save(tune.name, folder / "adapter", {"step": done, "dataset": str(store_path)})
+    bar.close()
+
+    # ---- the end -----------------------------------------------------------------------------------
+    result = {}
+    if d.main and end == cfg.steps:
+        result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes,
+                               store.attrs, video_dir=run_dir / "failures")
+        if log:
+            log.plot(run_dir / "curves.png")
+    distributed.teardown()
+    return result
+
+
+class Objective(torch.nn.Module):
+    """The loss as a module's forward, so DDP and torch.compile wrap the whole training step."""
+
+    def __init__(self, model: VLA):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.loss(**inputs, generator=generator)
+
+
+def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch.device) -> dict:
+    """A collated window batch -> VLA.loss inputs (normalized, on device)."""
+    lang, mask = language.encode(list(batch["instruction"]))
+    return {
+        "images": {c: v.to(device, non_blocking=True) for c, v in batch["images"].items()},
+        "state": model.normalize_state(batch["state"].to(device).float()),
+        "lang": lang.to(device), "lang_mask": mask.to(device),
+        "action": model.normalize_action(batch["action"].to(device).float()),
+        "action_mask": batch["action_mask"].to(device),
+        "focus": batch["focus"].to(device).float() / FOCUS_SCALE,
+    }
+
+
+def _split(batch: dict, parts: int) -> list[dict]:
+    if parts == 1:
+        return [batch]
+    n = len(batch["action"])
+    size = math.ceil(n / parts)
+    return [_slice(batch, slice(i, i + size)) for i in range(0, n, size)]
+
+
+def _slice(value, sl):
+    if isinstance(value, dict):
+        return {k: _slice(v, sl) for k, v in value.items()}
+    return value[sl]
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def validation_loss(model: VLA, val: WindowDataset, language: LanguageEncoder, device, batches: int = 8) -> float:
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    loader = torch.utils.data.DataLoader(val, batch_size=64, shuffle=True, generator=gen)
+    losses = [float(model.loss(**_to_device(b, model, language, device), generator=gen))
+              for b, _ in zip(loader, range(batches), strict=False)]
+    return float(np.mean(losses))
+
+
+def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families: list[str], log, step: int,
+                  episodes: int, store_attrs: dict, video_dir: Path | None = None) -> dict:
+    """Validation loss and sim rollouts (success per family) of the weights that would be exported;
+    with video_dir, mp4s of the first failed episodes of each family."""
+    from embodied.evaluation.rollouts import evaluate
+
+    weights = ema.module if ema is not None else model
+    result = {"step": step, "split": env_config_split(store_attrs)}
+    if val is not None:
+        result["val_loss"] = validation_loss(weights, val, language, d.device)
+    policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
+    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"]),
+                  "split": result["split"]}
+    if episodes > 0:
+        result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
+                                      env_config=env_config, video_dir=video_dir)
+        result["success"] = result["rollouts"]["mean"]["success"]
+    if log:
+        log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))
+        with (log.path.parent / "evals.jsonl").open("a") as f:  # per-family success, one line per evaluation
+            f.write(json.dumps(result) + "\n")
+        if "rollouts" in result:
+            per_family = "  ".join(f"{k} {100 * v['success']:.0f}%" for k, v in result["rollouts"].items()
+                                   if k != "mean")
+            tqdm.write(f"step {step}: val loss {result.get('val_loss', float('nan')):.4f}, success "
+                       f"{100 * result['success']:.0f}% ({per_family})")
+    weights.train()
+    return result
+
+
+def env_config_split(store_attrs: dict) -> str:
+    """The instruction split the store was collected with: evaluation uses the same phrasings."""
+    return store_attrs.get("recipe", {}).get("split", "train")
+
+
+class MetricsLog:
+    """metrics.csv (one row per event; empty cells where a metric was not measured) and a PNG plot."""
+
+    FIELDS = ["step", "time", "loss", "lr", "grad_norm", "samples_per_s", "val_loss", "success"]
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(",".join(self.FIELDS) + "\n")
+        self.start = time.time()
+
+    def write(self, **row) -> None:
+        row["time"] = round(time.time() - self.start, 1)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.FIELDS).writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+    def plot(self, out: Path) -> Path:
+        """Loss, validation loss, and success: the mean and each family (from evals.jsonl)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = list(csv.DictReader(self.path.open()))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        titles = ("train loss", "validation loss", "rollout success")
+        for ax, key, title in zip(axes, ("loss", "val_loss", "success"), titles, strict=True):
+            pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None, color="black",
+                        label="mean" if key == "success" else None, linewidth=2 if key == "success" else 1)
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            if key != "success":
+                ax.set_yscale("log")
+        evals = self.path.parent / "evals.jsonl"
+        if evals.exists():
+            per_family: dict[str, list] = {}
+            for line in evals.read_text().splitlines():
+                e = json.loads(line)
+                for f, v in e.get("rollouts", {}).items():
+                    if f != "mean":
+                        per_family.setdefault(f, []).append((e["step"], v["success"]))
+            for f, pts in sorted(per_family.items()):
+                axes[2].plot(*zip(*pts, strict=True), marker=".", linewidth=1, alpha=0.8, label=f)
+        if axes[2].get_legend_handles_labels()[0]:
+            axes[2].legend(fontsize=7, loc="upper left")
+        axes[2].set_ylim(-0.02, 1.02)
+        fig.tight_layout()
+        fig.savefig(out, dpi=90)
+        plt.close(fig)
+        return out
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,77 @@
+"""A training job as the scripts run it: build the store if missing, train (or fine-tune), then the final
+table of success per family with 95% intervals next to a random policy, and why episodes failed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from embodied.data.recipes import load_recipe, recipes_dir
+from embodied.paths import repo_root
+from embodied.training.config import TrainConfig
+
+
+def run(cfg: TrainConfig) -> dict:
+    """Returns the final evaluation ({} on other ranks or when stopped early)."""
+    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table, rate
+    from embodied.training.loop import train
+
+    rank = int(os.environ.get("RANK", 0))
+    store = cfg.store or recipes_dir() / f"{cfg.dataset}.zarr"
+    if cfg.store is None and rank == 0 and not _complete(store, cfg.dataset):
+        from embodied.data.collect import collect
+
+        collect(load_recipe(cfg.dataset), store, workers=2)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        _wait_for_store(store)
+    runs = cfg.out or repo_root() / "policies" / "runs"
+    result = train(cfg, store, runs)
+    if rank != 0 or "rollouts" not in result:
+        return {}
+    families = [f for f in result["rollouts"] if f != "mean"]
+    split = result.get("split", "train")
+    baseline = None
+    if cfg.random_baseline:  # the random policy sees nothing, so its envs render nothing (several times faster)
+        baseline = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
+                            env_config={"cameras": (), "split": split})
+    table = Table(title=f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family, {split} "
+                        f"instructions, [95% interval] (step {result['step']}, val loss "
+                        f"{result.get('val_loss', float('nan')):.4f})")
+    for col in ("family", "VLA", *(["random policy"] if baseline else [])):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    for f in [*families, "mean"]:
+        table.add_row(f, rate(result["rollouts"][f]), *([rate(baseline[f])] if baseline else []))
+    console = Console()
+    console.print(table)
+    console.print(failure_table(result["rollouts"], families))
+    out = runs / cfg.name / "eval.json"
+    out.write_text(json.dumps({"vla": result, "random": baseline}, indent=2))
+    print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json, failures/*.mp4)")
+    return result
+
+
+def _complete(store: Path, dataset: str) -> bool:
+    """Whether the recipe's store holds all its episodes; a store of another recipe version is not
+    complete (collect() then says how it differs)."""
+    from embodied.data.collect import recipe_signature
+    from embodied.data.store import EpisodeStore
+
+    if not store.exists():
+        return False
+    recipe, have = load_recipe(dataset), EpisodeStore.open(store)
+    if recipe_signature(have.attrs.get("recipe", {})) != recipe_signature(vars(recipe)):
+        return False
+    return have.num_episodes >= recipe.episodes_per_family * len(recipe.families)
+
+
+def _wait_for_store(store: Path) -> None:
+    import torch.distributed as dist
+
+    from embodied.training import distributed
+
+    distributed.setup()
+    dist.barrier()  # rank 0 has built the store
