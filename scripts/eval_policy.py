@@ -24,7 +24,9 @@ from embodied.errors import UserError, cli
 @dataclass
 class Args:
     run: Annotated[Path, tyro.conf.Positional]
-    """A run folder (its latest checkpoint is used) or a checkpoint folder."""
+    """A run folder (its latest checkpoint is used), a checkpoint folder, or an exported bundle."""
+    precision: str = "fp32"
+    """For a bundle: fp32 or int8."""
     split: str = "train"
     """Instructions: 'train' (the training phrasings and targets), 'heldout' or 'all'."""
     episodes: int = 20
@@ -49,12 +51,20 @@ def main(args: Args) -> None:
     from embodied.policies.policy import VLAPolicy
     from embodied.training.checkpoint import latest_checkpoint
 
-    ckpt = args.run if (args.run / "policy.json").is_file() else latest_checkpoint(args.run)
-    if ckpt is None:
-        raise UserError(f"{args.run} holds no checkpoint (expected policy.json, or checkpoints/step_*/)")
-    policy = VLAPolicy.load(ckpt)
+    if (args.run / "policy_spec.json").is_file():  # an exported bundle, run by the torch-free runtime
+        from embodied.envs import FAMILIES
+        from embodied.runtime.bundle import OnnxPolicy
+
+        ckpt, policy = args.run, OnnxPolicy(args.run, precision=args.precision)
+        families = list(args.families) or [f for f in FAMILIES if f != "stack"]
+    else:
+        ckpt = args.run if (args.run / "policy.json").is_file() else latest_checkpoint(args.run)
+        if ckpt is None:
+            raise UserError(f"{args.run} holds no checkpoint (expected policy.json, checkpoints/step_*/, or an "
+                            "exported bundle's policy_spec.json)")
+        policy = VLAPolicy.load(ckpt)
+        families = list(args.families) or _trained_families(ckpt)
     spec = policy.spec
-    families = list(args.families) or _trained_families(ckpt)
     env_config = {"image_size": tuple(spec["image_size"]), "cameras": tuple(spec["cameras"]), "split": args.split}
     result = {"checkpoint": str(ckpt), "split": args.split,
               "vla": evaluate(policy, families, args.episodes, replan_every=args.replan_every, env_config=env_config,

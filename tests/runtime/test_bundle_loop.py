@@ -199,7 +199,10 @@ def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_pa
     assert not log[-1]["held"] and sum(not t["held"] for t in log if t["stamp"] < stopped) > 20
     for fault in (stopped, killed):
         hold = first_tick(fault, True)
-        assert hold["stamp"] - fault <= timeout + period + 0.02  # time to hold: at most timeout + one period
+        # time to hold: at most timeout + one period after the last plan arrived; a plan already in flight
+        # when the process stopped is picked up at the next tick, so from the fault itself, one more period
+        assert hold["plan_age"] <= timeout + period + 0.01
+        assert hold["stamp"] - fault <= timeout + 2 * period + 0.03
         # and it keeps holding (never replays a stale plan) until plans come again
         assert all(t["held"] for t in log if hold["stamp"] <= t["stamp"] < fault + 0.9)
     assert first_tick(resumed, False)["stamp"] < killed  # SIGCONT: acting again

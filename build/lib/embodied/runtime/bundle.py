@@ -133,18 +133,24 @@ class OnnxPolicy:
         self.cameras, self.obs_horizon = self.spec["cameras"], self.spec["obs_horizon"]
         self.image_shape = (*self.spec["image_size"], 3)
         self.rng = np.random.default_rng(seed)
-        self._history: deque = deque(maxlen=self.obs_horizon)
+        self._history: dict[int, deque] = {}
 
     def reset(self) -> None:
         self._history.clear()
 
-    def act(self, observation: dict) -> np.ndarray:  # -> float32 (H, A)
+    def act_batch(self, observations: list[dict]) -> np.ndarray:
+        """One chunk per observation (the graph runs batch 1); observation i continues the history of
+        earlier calls' i-th, as VLAPolicy.act_batch: in-process evaluation runs bundles too."""
+        return np.stack([self.act(obs, i) for i, obs in enumerate(observations)])
+
+    def act(self, observation: dict, index: int = 0) -> np.ndarray:  # -> float32 (H, A)
         self.check(observation)
-        if not self._history:
-            self._history.extend([observation] * self.obs_horizon)  # the first frame repeats, as in training
+        history = self._history.setdefault(index, deque(maxlen=self.obs_horizon))
+        if not history:
+            history.extend([observation] * self.obs_horizon)  # the first frame repeats, as in training
         else:
-            self._history.append(observation)
-        frames = list(self._history)
+            history.append(observation)
+        frames = list(history)
         lang, mask = self.language.encode(observation["instruction"])
         feed = {f"image_{c}": np.stack([o["images"][c] for o in frames])[None] for c in self.cameras}
         feed |= {"state": np.stack([o["state"] for o in frames]).astype(np.float32)[None], "lang": lang,
