@@ -224,9 +224,12 @@ assert "torch" not in sys.modules and importlib.util.find_spec("torch") is None,
 def test_runtime_installs_and_runs_in_a_venv_without_torch(exported, tmp_path):
     """`pip install 'embodied[runtime]'` into a fresh venv (versions from the lock) pulls no torch, and
     the bundle runs there with the same chunk as here."""
-    venv = tmp_path / "venv"
+    venv, source = tmp_path / "venv", tmp_path / "source"  # a copy: building writes build/ next to the source
+    shutil.copytree(ROOT / "embodied", source / "embodied", ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, source / part)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", f"{ROOT}[runtime]",
+    pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", f"{source}[runtime]",
                           "-c", str(ROOT / "requirements.lock")], capture_output=True, text=True, timeout=900)
     assert pip.returncode == 0, pip.stderr[-3000:]
     runtime = OnnxPolicy(exported[1])

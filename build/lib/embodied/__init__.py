@@ -1,3 +1,0 @@
-"""embodied: language-conditioned robot policies, from demonstrations to a robot."""
-
-__version__ = "0.1.0"

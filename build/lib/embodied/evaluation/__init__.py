@@ -1,1 +1,0 @@
-"""Rollouts, success rates and videos of episodes."""

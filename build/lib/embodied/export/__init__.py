@@ -1,1 +1,0 @@
-"""ONNX export: the bundle a robot controller runs without torch."""

@@ -1,1 +1,0 @@
-"""One training loop (embodied/training/loop.py), distributed setup, checkpoints."""
