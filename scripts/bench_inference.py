@@ -9,6 +9,7 @@ the runtime's resident memory without torch, bundle sizes, and the simulated-har
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,7 +120,9 @@ def main(args: Args) -> None:
                              text=True, check=True).stdout.split()
         row["runtime_rss_mb"], row["runtime_imported_torch"] = float(rss[0]), rss[1] == "True"
         rows.append(row)
-    loop = [bench_loop(out / "tiny", rate, args.loop_ticks) for rate in args.rates] if args.loop_ticks else []
+    loop = [bench_loop(out / "tiny", rate, args.loop_ticks) for rate in args.rates] \
+        if args.loop_ticks and "tiny" in args.presets else []
+    shutil.rmtree(out)  # the bundles (the encoder alone is 91 MB each)
 
     console = Console()
     table = Table(title=f"batch-1 act() latency, ms p50 / p95 ({args.threads} threads; instruction cached)")

@@ -53,7 +53,10 @@ class Args:
 
 
 def main(args: Args) -> None:
+    from embodied.data.collect import collect
+    from embodied.data.recipes import load_recipe, recipes_dir
     from embodied.training.finetune import base_checkpoint
+    from embodied.training.run import complete
 
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
@@ -64,12 +67,20 @@ def main(args: Args) -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"cells": {}}
     results["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    store = recipes_dir() / f"{args.dataset}.zarr"
+    if not complete(store, args.dataset):  # before any cell: the test demonstrations must exist
+        collect(load_recipe(args.dataset), store, workers=2)
+    test = test_episodes(args.dataset, max(args.ns))
     for n in args.ns:
         for method in args.methods:
             key = f"{method}/{n}"
-            if key not in results["cells"]:
-                results["cells"][key] = run_cell(args, method, n, out)
-                results_path.write_text(json.dumps(results, indent=2))
+            cell = results["cells"].get(key)
+            if cell is None or cell.get("settings") != cell_settings(args):  # a cell of other settings: redo
+                cell = results["cells"][key] = run_cell(args, method, n, out)
+            if cell.get("test_episodes") != test.tolist():
+                ckpt = out / f"{method}_{n}" / "checkpoints" / f"step_{args.steps:06d}"
+                cell["action_error"], cell["test_episodes"] = action_error(ckpt, args.dataset, test), test.tolist()
+            results_path.write_text(json.dumps(results, indent=2))
             print(f"{key}: {summary(results['cells'][key])}")
     if args.forget_episodes and "lora" in args.methods:
         key = f"lora/{max(args.ns)}"
@@ -97,7 +108,7 @@ def run_cell(args: Args, method: str, n: int, out: Path) -> dict:
     wall = time.perf_counter() - start
     ckpt = out / name / "checkpoints" / f"step_{args.steps:06d}"
     cell = {"method": method, "n": n, "wall_s": round(wall, 1), "rollouts": result["rollouts"],
-            "val_loss": result.get("val_loss"), "action_error": action_error(ckpt, args.dataset, n)}
+            "val_loss": result.get("val_loss"), "settings": cell_settings(args)}
     if method == "lora":
         meta = json.loads((ckpt / "adapter" / "adapter.json").read_text())
         cell |= {"trainable": meta["trainable"], "share": meta["share"],
@@ -112,22 +123,41 @@ def run_cell(args: Args, method: str, n: int, out: Path) -> dict:
     return cell
 
 
-def action_error(ckpt: Path, dataset: str, n: int, batches: int = 16) -> float:
-    """Mean |predicted - demonstrated| action (env units, over the chunk) on the demonstrations the cell
-    did not train on (episodes n.. of each family): how well it imitates the new tasks."""
+def cell_settings(args: Args) -> dict:
+    """What makes two runs of a cell the same experiment."""
+    return {"base": str(args.base), "dataset": args.dataset, "steps": args.steps, "batch_size": args.batch_size,
+            "rank": args.rank, "episodes": args.episodes}
+
+
+def test_episodes(dataset: str, largest_n: int, per_family: int = 10) -> np.ndarray:
+    """The last `per_family` demonstrations of each family: no cell trains on them (N <= the rest)."""
+    from embodied.data.recipes import recipes_dir
+    from embodied.data.store import EpisodeStore
+
+    store = EpisodeStore.open(recipes_dir() / f"{dataset}.zarr")
+    families = store.meta("family")
+    test = []
+    for f in sorted(set(families.tolist())):
+        eps = np.flatnonzero(families == f)
+        if len(eps) < largest_n + per_family:
+            raise UserError(f"{dataset} holds {len(eps)} demonstrations of {f!r}: N={largest_n} for training and "
+                            f"{per_family} for testing need {largest_n + per_family}")
+        test += eps[-per_family:].tolist()
+    return np.array(sorted(test))
+
+
+def action_error(ckpt: Path, dataset: str, test: np.ndarray, batches: int = 16) -> float:
+    """Mean |predicted - demonstrated| action (env units, over the chunk) on the test demonstrations (the
+    last 10 of each family, never trained on): how well a cell imitates the new tasks."""
     import torch
 
     from embodied.data.recipes import recipes_dir
-    from embodied.data.store import EpisodeStore
     from embodied.data.windows import WindowDataset
     from embodied.policies.policy import VLAPolicy
-    from embodied.training.finetune import few_episodes
-
     store_path = recipes_dir() / f"{dataset}.zarr"
     policy = VLAPolicy.load(ckpt)
     cfg = policy.model.cfg
-    _, held_out = few_episodes(EpisodeStore.open(store_path), n)
-    data = WindowDataset(store_path, cfg.obs_horizon, cfg.action_horizon, episodes=held_out)
+    data = WindowDataset(store_path, cfg.obs_horizon, cfg.action_horizon, episodes=test)
     loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     errors, weights = [], []

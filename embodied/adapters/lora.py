@@ -17,6 +17,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -158,21 +159,22 @@ class Adapters:
         self.model.set_stats(self.meta[name]["stats"] if name else self.spec["stats"])
 
     def save(self, name: str, folder: Path, extra: dict | None = None) -> Path:
-        """adapter.safetensors + adapter.json, written to a temporary name first: a kill mid-save leaves
-        the previous adapter whole."""
+        """adapter.safetensors + adapter.json into a temporary folder, renamed over `folder` at the end: a
+        kill mid-save leaves the previous adapter whole."""
         from peft import get_peft_model_state_dict
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         tensors = {k: v.detach().cpu().contiguous()
                    for k, v in get_peft_model_state_dict(self.peft, adapter_name=name).items()}
-        tmp = folder / "adapter.safetensors.partial"
-        save_file(tensors, tmp)
-        meta = {**self.meta[name], **(extra or {}), "sha256": file_sha256(tmp),
-                "size_bytes": tmp.stat().st_size}
-        tmp.replace(folder / "adapter.safetensors")
-        (folder / "adapter.json.partial").write_text(json.dumps(meta, indent=2))
-        (folder / "adapter.json.partial").replace(folder / "adapter.json")
+        save_file(tensors, tmp / "adapter.safetensors")
+        meta = {**self.meta[name], **(extra or {}), "sha256": file_sha256(tmp / "adapter.safetensors"),
+                "size_bytes": (tmp / "adapter.safetensors").stat().st_size}
+        (tmp / "adapter.json").write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
         return folder
 
     def load(self, folder: Path, name: str | None = None) -> str:
@@ -193,15 +195,21 @@ class Adapters:
                             f"{meta['base']['hash'][:12]}); this policy's base weights are {self.base['hash'][:12]}")
         config = LoraConfig(r=meta["rank"], lora_alpha=meta["alpha"], lora_dropout=meta["dropout"],
                             target_modules=meta["targets"], modules_to_save=[HEAD] if meta["train_head"] else None)
+        snapshot = {k: v.clone() for k, v in self.model.state_dict().items()} if self.peft is None else None
         self._attach(name, config)
         try:
-            result = set_peft_model_state_dict(self.peft, tensors, adapter_name=name)
-            missing = [k for k in result.missing_keys if f".{name}." in k and ("lora_" in k or "modules_to_save" in k)]
-            if result.unexpected_keys or missing:
-                raise UserError(f"{folder}: adapter tensors do not fit (unexpected {result.unexpected_keys[:3]}, "
-                                f"missing {missing[:3]})")
+            from peft import get_peft_model_state_dict
+
+            # exactly this adapter's tensors, shapes included: a file naming base weights could otherwise
+            # overwrite the frozen base through peft's loader
+            expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(self.peft, adapter_name=name).items()}
+            got = {k: tuple(v.shape) for k, v in tensors.items()}
+            if got != expected:
+                odd = sorted(set(got) ^ set(expected))[:3] or [k for k in got if got[k] != expected[k]][:3]
+                raise UserError(f"{folder}: adapter tensors do not fit this adapter's modules (e.g. {odd})")
+            set_peft_model_state_dict(self.peft, tensors, adapter_name=name)
         except Exception:
-            self._detach(name)
+            self._detach(name, snapshot)
             raise
         self.meta[name] = {**meta, "name": name}
         self.set(name)
@@ -225,17 +233,19 @@ class Adapters:
             self.peft = get_peft_model(self.model, config, adapter_name=name)
         else:
             self.peft.add_adapter(name, config)
-        # peft leaves only the newest adapter trainable; the others stay as they were trained
+        # only the newest adapter trains; the base and the other adapters stay as they were
+        mine = re.compile(rf"\.(lora_A|lora_B|modules_to_save)\.{re.escape(name)}\.")
         for n, p in self.model.named_parameters():
-            p.requires_grad = f".{name}." in n and ("lora_" in n or "modules_to_save" in n)
+            p.requires_grad = bool(mine.search(n))
 
-    def _detach(self, name: str) -> None:
+    def _detach(self, name: str, snapshot: dict | None) -> None:
         if self.meta:
             self.peft.delete_adapter(name)
             self.set(self.active)
-        else:
-            self.peft.unload()  # the first adapter: back to the bare model
+        else:  # the first adapter: back to the bare model, with its weights as they were
+            self.peft.unload()
             self.peft = None
+            self.model.load_state_dict(snapshot)
 
 
 def _check_name(name: str, attached: list[str]) -> None:

@@ -73,8 +73,9 @@ class VLAPolicy:
             base = spec["base"]["checkpoint"]
             if not (Path(base) / "policy.json").is_file():
                 raise UserError(f"{checkpoint} is a LoRA adapter on {base}, which is gone; restore that run")
-            policy = cls.load(base, device, use_ema, **kw)
+            policy = cls.load(base, device, True, **kw)  # the weights it was fine-tuned on (EMA where present)
             policy.load_adapter(checkpoint / "adapter")
+            policy.spec = spec  # the fine-tune's: its data's rates, specs and statistics
             return policy
         model = model_from_spec(spec)
         weights = checkpoint / ("ema.safetensors" if use_ema and (checkpoint / "ema.safetensors").exists()

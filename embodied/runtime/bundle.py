@@ -47,6 +47,10 @@ def open_bundle(path: str | Path) -> dict:
     for name in ("policy.onnx", "encoder.onnx", "tokenizer.json"):
         if name not in spec.get("files", {}):
             raise BundleError(f"{spec_path} lists no {name}")
+    enc = spec.get("instruction_encoder", {})
+    if (enc.get("graph"), enc.get("tokenizer")) != ("encoder.onnx", "tokenizer.json"):
+        raise BundleError(f"{spec_path}: the instruction encoder must be the bundle's own encoder.onnx and "
+                          f"tokenizer.json, not {enc.get('graph')!r} / {enc.get('tokenizer')!r}")
     for name, digest in spec["files"].items():
         _check_inside(root, name)
         file = root / name

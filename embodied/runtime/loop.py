@@ -8,27 +8,35 @@ import time
 import numpy as np
 
 
-def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episodes: int | None = None) -> dict:
-    """Plan on an observation at most every `replan_every` ticks (1: on every one that arrives); stop when
-    the robot has been quiet for `idle_timeout` seconds or after `episodes` episodes ended. Returns
-    inference latency percentiles (ms) and how many plans were sent."""
-    latencies, episode, last_tick, ended = [], None, None, 0
+def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episodes: int | None = None,
+          alive=None) -> dict:
+    """Plan on an observation at most every `replan_every` ticks (1: on every one that arrives); stop after
+    `episodes` episodes ended, when `alive()` turns false (the robot process exited), or when the robot
+    has been quiet for `idle_timeout` seconds. Returns inference latency percentiles (ms) and how many
+    plans were sent."""
+    latencies, episode, last_tick, ended, quiet, done_seen = [], None, None, 0, 0.0, False
     while episodes is None or ended < episodes:
-        obs = robot.get_observation(timeout=idle_timeout)
+        obs = robot.get_observation(timeout=0.5)
         if obs is None:
-            break
+            quiet += 0.5
+            if quiet >= idle_timeout or (alive is not None and not alive()):
+                break
+            continue
+        quiet = 0.0
         if obs.get("episode") != episode:  # a new episode: no history carried over
+            ended += episode is not None and not done_seen  # its final observation was conflated away
             policy.reset()
-            episode, last_tick = obs.get("episode"), None
+            episode, last_tick, done_seen = obs.get("episode"), None, False
         if obs.get("done"):
-            ended += 1
+            ended += not done_seen
+            done_seen = True
             continue
         if last_tick is not None and obs["tick"] - last_tick < replan_every:
             continue
         start = time.perf_counter()
         chunk = policy.act(obs)
         latencies.append(time.perf_counter() - start)
-        robot.send_action(chunk, obs["tick"])
+        robot.send_action(chunk, obs["tick"], obs.get("episode", 0))
         last_tick = obs["tick"]
     ms = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
     return {"plans": len(latencies), "latency_ms": {p: float(np.percentile(ms, q))
@@ -48,6 +56,7 @@ def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 
     SimRobotConfig fields), drive it from this process with `policy` over local sockets, and return
     (the robot's report, the policy side's latency figures)."""
     import json
+    import os
     import subprocess
     import sys
     import tempfile
@@ -57,23 +66,25 @@ def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 
     from embodied.runtime.robot import ZmqRobot
 
     addresses = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    report = Path(tempfile.mkstemp(suffix=".json")[1])
+    handle, name = tempfile.mkstemp(suffix=".json")
+    os.close(handle)
+    report = Path(name)
     config = {**robot_config, "observations": addresses[0], "actions": addresses[1], "report": str(report)}
     process = subprocess.Popen([sys.executable, "-m", "embodied.runtime.simrobot", json.dumps(config)],
                                stdout=subprocess.DEVNULL)
     robot = ZmqRobot(*addresses)
     robot.connect()
     try:
-        stats = drive(robot, policy, replan_every, idle_timeout=60.0, episodes=episodes)
+        stats = drive(robot, policy, replan_every, idle_timeout=60.0, episodes=episodes,
+                      alive=lambda: process.poll() is None)
+        process.wait(timeout=120)
     finally:
         robot.disconnect()
-        if process.poll() is None:
-            try:
-                process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if process.returncode != 0:
+        if process.poll() is None:  # the policy side failed, or the robot hangs: do not leave it running
+            process.terminate()
+            process.wait(timeout=10)
+        result = json.loads(report.read_text()) if report.stat().st_size else None
+        report.unlink(missing_ok=True)
+    if process.returncode != 0 or result is None:
         raise UserError(f"the simulated robot exited with code {process.returncode}")
-    result = json.loads(report.read_text())
-    report.unlink()
     return result, stats

@@ -7,7 +7,7 @@ msgpack maps with a "type"; anything else is refused with an error that names it
     robot = ZmqRobot("tcp://127.0.0.1:5555", "tcp://127.0.0.1:5556")
     robot.connect()
     obs = robot.get_observation()            # the newest one: {"images", "state", "instruction", "tick", ...}
-    robot.send_action(policy.act(obs), obs["tick"])
+    robot.send_action(policy.act(obs), obs["tick"], obs["episode"])
     robot.disconnect()
 
 A real robot implements the same four methods (and declares its specs) over its own driver, or serves
@@ -32,7 +32,7 @@ class Robot(Protocol):
 
     def get_observation(self, timeout: float = 1.0) -> dict | None: ...
 
-    def send_action(self, chunk: np.ndarray, tick: int) -> None: ...
+    def send_action(self, chunk: np.ndarray, tick: int, episode: int = 0) -> None: ...
 
     def disconnect(self) -> None: ...
 
@@ -65,19 +65,21 @@ def decode_observation(raw: bytes) -> dict:
             "images": {c: _from(v, f"image {c!r}") for c, v in msg["images"].items()}}
 
 
-def encode_chunk(chunk: np.ndarray, tick: int) -> bytes:
-    return msgpack.packb({"type": "chunk", "tick": int(tick), "chunk": _array(np.asarray(chunk, np.float32))})
+def encode_chunk(chunk: np.ndarray, tick: int, episode: int = 0) -> bytes:
+    return msgpack.packb({"type": "chunk", "tick": int(tick), "episode": int(episode),
+                          "chunk": _array(np.asarray(chunk, np.float32))})
 
 
-def decode_chunk(raw: bytes, horizon: int | None = None, action_dim: int | None = None) -> tuple[np.ndarray, int]:
+def decode_chunk(raw: bytes, horizon: int | None = None, action_dim: int | None = None) -> tuple[np.ndarray, int, int]:
+    """-> (chunk (H, A) float32, the observation tick it was computed for, its episode)."""
     msg = _unpack(raw, "chunk")
     chunk = _from(msg["chunk"], "chunk")
     if chunk.ndim != 2 or (action_dim is not None and chunk.shape[1] != action_dim) or \
             (horizon is not None and not 1 <= chunk.shape[0] <= horizon) or chunk.dtype != np.float32:
         raise MessageError(f"chunk: expected float32 (H<={horizon}, {action_dim}), got {chunk.dtype} {chunk.shape}")
-    if not isinstance(msg.get("tick"), int):
-        raise MessageError(f"chunk: 'tick' must be an int, got {msg.get('tick')!r}")
-    return chunk, msg["tick"]
+    if not isinstance(msg.get("tick"), int) or not isinstance(msg.get("episode", 0), int):
+        raise MessageError(f"chunk: 'tick' and 'episode' must be ints, got {msg.get('tick')!r}, {msg.get('episode')!r}")
+    return chunk, msg["tick"], msg.get("episode", 0)
 
 
 def _unpack(raw: bytes, kind: str) -> dict:
@@ -119,11 +121,11 @@ class ZmqRobot:
             return None
         return decode_observation(self._sub.recv())
 
-    def send_action(self, chunk: np.ndarray, tick: int) -> None:
+    def send_action(self, chunk: np.ndarray, tick: int, episode: int = 0) -> None:
         import zmq
 
         try:
-            self._push.send(encode_chunk(chunk, tick), zmq.NOBLOCK)
+            self._push.send(encode_chunk(chunk, tick, episode), zmq.NOBLOCK)
         except zmq.Again:  # the robot is not reading: its watchdog holds; never queue stale plans
             pass
 

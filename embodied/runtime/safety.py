@@ -1,7 +1,8 @@
 """The safety layer between a policy and a robot, on by default. numpy only.
 
 Rules, in order, for every action before it is sent:
-  1. non-finite (NaN, inf anywhere) -> "hold": no motion, the gripper as last commanded
+  1. non-finite (NaN, inf anywhere) -> "hold": no motion, the gripper as last commanded (end-effector
+     deltas: zero motion; joint targets: the last target). A hold is sent as is (rules 3-4 skipped).
   2. clamp every dimension to the spec's limits
   3. rate limit: no motion dimension changes by more than `max_change` from the last action sent (the
      gripper is open-or-closed: it is exempt)
@@ -32,6 +33,11 @@ class SafetyConfig:
     """Metres per unit of the first three action dimensions (the action spec's scale)."""
     gripper: int | None = -1
     """Index of the gripper dimension (held at its last command on "hold"); None if there is none."""
+    kind: str = "ee_delta"
+    """The action spec's kind: 'ee_delta' (a hold is zero motion) or 'joint_pos' (a hold repeats the last
+    target; before the first one, `home`)."""
+    home: np.ndarray | None = None
+    """joint_pos: the target held before any command (default: action 0, the middle of each range)."""
 
     def __post_init__(self):
         self.low, self.high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
@@ -39,6 +45,8 @@ class SafetyConfig:
             raise UserError(f"safety limits: low {self.low} and high {self.high} must be the same shape, low <= high")
         if not self.max_change > 0:
             raise UserError(f"max_change must be > 0, got {self.max_change}")
+        if self.kind not in ("ee_delta", "joint_pos"):
+            raise UserError(f"action kind must be 'ee_delta' or 'joint_pos', got {self.kind!r}")
 
     @classmethod
     def from_spec(cls, spec: dict, workspace: np.ndarray | None = None, max_change: float = 0.5) -> SafetyConfig:
@@ -49,7 +57,7 @@ class SafetyConfig:
         return cls(np.asarray(limits["low"]), np.asarray(limits["high"]), max_change,
                    workspace[:, 0] if delta else None, workspace[:, 1] if delta else None,
                    np.asarray(action_spec.get("scale", [1.0] * 3)[:3]),
-                   names.index("gripper") if "gripper" in names else None)
+                   names.index("gripper") if "gripper" in names else None, action_spec.get("kind", "ee_delta"))
 
 
 class SafetyLayer:
@@ -64,12 +72,17 @@ class SafetyLayer:
         self.last: np.ndarray | None = None
 
     def hold(self) -> np.ndarray:
-        """No motion; the gripper stays as last commanded."""
+        """No motion; the gripper stays as last commanded. What the watchdog sends."""
         cfg = self.config
-        action = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
-        if cfg.gripper is not None and self.last is not None:
-            action[cfg.gripper] = self.last[cfg.gripper]
-        return action
+        if cfg.kind == "joint_pos":
+            home = np.zeros_like(cfg.low) if cfg.home is None else np.asarray(cfg.home, np.float64)
+            action = self.last.copy() if self.last is not None else np.clip(home, cfg.low, cfg.high)
+        else:
+            action = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
+            if cfg.gripper is not None and self.last is not None:
+                action[cfg.gripper] = self.last[cfg.gripper]
+        self.last = action.copy()
+        return action.astype(np.float32)
 
     def filter(self, action, ee_position=None) -> np.ndarray:
         cfg = self.config
@@ -78,7 +91,7 @@ class SafetyLayer:
             raise UserError(f"action: expected {cfg.low.shape[0]} values, got shape {np.shape(action)}")
         if not np.isfinite(a).all():
             self.events["non_finite"] += 1
-            a = self.hold()
+            return self.hold()
         clamped = np.clip(a, cfg.low, cfg.high)
         self.events["clamped"] += int(not np.array_equal(clamped, a))
         a = clamped
@@ -101,6 +114,6 @@ class SafetyLayer:
                     a[:3] = np.clip((kept - pos) / cfg.position_scale, cfg.low[:3], cfg.high[:3])
             else:
                 self.events["non_finite"] += 1
-                a = self.hold()
+                return self.hold()
         self.last = a.copy()
         return a.astype(np.float32)

@@ -79,7 +79,7 @@ def serve(cfg: SimRobotConfig) -> dict:
                                       list(spec.names).index("gripper")))
     ctx = zmq.Context()
     pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)
-    pub.setsockopt(zmq.LINGER, 0)
+    pub.setsockopt(zmq.LINGER, 500)  # the final observations still go out on close
     pull.setsockopt(zmq.LINGER, 0)
     pub.bind(cfg.observations)
     pull.bind(cfg.actions)
@@ -122,8 +122,8 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     horizon_dim = env.unwrapped.action_spec
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
-    pending: list[tuple[float, int, np.ndarray]] = []  # (usable from, tick, chunk): the action delay
-    bad, stale, trips, holding, first_plan = 0, 0, 0, True, None
+    pending: list[tuple[float, int, int, np.ndarray]] = []  # (usable from, arrival no., tick, chunk): the delay
+    bad, stale, trips, holding, first_plan, arrivals = 0, 0, 0, True, None, 0
     steps: dict[str, list] = {"images": [], "state": [], "action": []}
     publisher.send(_observe(obs, cfg, rng), 0, episode)
     start = time.perf_counter()
@@ -134,14 +134,18 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
         while pull.poll(0):
             raw = pull.recv(zmq.NOBLOCK)
             try:
-                chunk, at = decode_chunk(raw, action_dim=len(horizon_dim.names))
+                chunk, at, plan_episode = decode_chunk(raw, action_dim=len(horizon_dim.names))
             except MessageError as e:
                 bad += 1
                 print(f"simrobot: refused a message: {e}", file=sys.stderr, flush=True)
                 continue
-            heapq.heappush(pending, (now + cfg.action_delay_ms / 1e3, at, chunk))
+            if plan_episode != episode:  # a late plan for the previous episode
+                stale += 1
+                continue
+            arrivals += 1
+            heapq.heappush(pending, (now + cfg.action_delay_ms / 1e3, arrivals, at, chunk))
         while pending and pending[0][0] <= now:
-            usable, at, chunk = heapq.heappop(pending)
+            usable, _, at, chunk = heapq.heappop(pending)
             if at > tick:  # a plan can only be for an observation already published
                 bad += 1
             elif (tick - at) * period > cfg.timeout_ms / 1e3:  # computed from too old an observation
@@ -155,12 +159,12 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             trips += int(not holding and fresh_at is not None)
             holding = True
             executor.skip()
-            action = safety.hold()
+            sent = safety.hold()  # exactly "no motion": never rate-limited toward the last command
         else:
             holding = False
             action = executor.next()
-        ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
-        sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
+            ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
+            sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
         if recorded is not None:
             for k, v in (("images", obs["images"]), ("state", obs["state"]), ("action", sent)):
                 steps[k].append(v)
@@ -233,10 +237,13 @@ class DelayedPublisher:
             self.socket.send(raw)
 
     def close(self) -> None:
+        """Stop the thread, then send what is still queued (the last episode's final observation)."""
         with self.cond:
             self.closed = True
             self.cond.notify()
         self.thread.join(timeout=1)
+        for _, _, raw in sorted(self.queue):
+            self.socket.send(raw)
 
 
 def _record(path: str, env, recorded: list) -> None:

@@ -21,8 +21,9 @@ from safetensors.torch import load_file, save_file
 
 
 def save_checkpoint(folder: Path, *, model, optimizer, scheduler, step: int, config: dict, spec: dict,
-                    ema=None) -> Path:
-    """Write to a temporary folder, then rename: a kill mid-save leaves the previous checkpoint intact."""
+                    ema=None, extra=None) -> Path:
+    """Write to a temporary folder, then rename: a kill mid-save leaves the previous checkpoint intact.
+    `extra(folder)` writes more into the checkpoint before the rename (a fine-tune's adapter)."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -36,6 +37,8 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, step: int, con
     (tmp / "trainer.json").write_text(json.dumps({"step": step, "scheduler": scheduler.state_dict(),
                                                  "config": config}, indent=2, default=str))
     (tmp / "policy.json").write_text(json.dumps(spec, indent=2))
+    if extra is not None:
+        extra(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     latest = folder.parent / "latest"

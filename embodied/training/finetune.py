@@ -25,6 +25,8 @@ def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
     given = [k for k in ("head", "obs_horizon", "action_horizon", "keypoints") if getattr(cfg, k) is not None]
     if cfg.base is not None and given:
         raise UserError(f"the architecture comes from --base; drop {given}")
+    if cfg.adapter == "lora" and cfg.ema > 0:
+        raise UserError("--ema applies to full and scratch; a LoRA adapter is saved from its trained weights")
     if cfg.adapter != "lora" and cfg.targets:
         raise UserError("--targets applies to --adapter lora only")
     if cfg.episodes_per_family is not None and cfg.episodes_per_family < 1:

@@ -15,8 +15,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from embodied.adapters.lora import base_hash
 from embodied.data.store import EpisodeStore
 from embodied.data.windows import WindowDataset, split_episodes
+from embodied.errors import UserError
 from embodied.policies.config import config_from_dict, load_preset
 from embodied.policies.language import LanguageEncoder
 from embodied.policies.model import FOCUS_SCALE, VLA
@@ -102,6 +104,9 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     last = None if cfg.fresh else latest_checkpoint(run_dir)
     if last is not None:
         start = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)["step"]
+        if adapters and base_hash(model) != adapters.base["hash"]:
+            raise UserError(f"{last} was fine-tuned on other base weights than {base[2]} holds now; resume with "
+                            "that base, or --fresh")
         if d.main:
             print(f"resuming {cfg.name} from {last.name} (step {start})")
     net = Objective(model)
@@ -153,10 +158,11 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
             periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes, store.attrs)
         if (done % cfg.ckpt_every == 0 or done == end) and d.main:
-            folder = save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
-                                     scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema)
-            if adapters:  # the deliverable: the adapter alone (a few hundred kB), next to the resumable state
-                adapters.save(tune.name, folder / "adapter", {"step": done, "dataset": str(store_path)})
+            # a fine-tune's deliverable, the adapter alone (a few hundred kB), goes in with the resumable state
+            extra = (lambda f, done=done: adapters.save(tune.name, f / "adapter", {"step": done, "dataset": str(
+                store_path)})) if adapters else None
+            save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
+                            scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema, extra=extra)
     bar.close()
 
     # ---- the end -----------------------------------------------------------------------------------

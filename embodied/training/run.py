@@ -22,7 +22,7 @@ def run(cfg: TrainConfig) -> dict:
 
     rank = int(os.environ.get("RANK", 0))
     store = cfg.store or recipes_dir() / f"{cfg.dataset}.zarr"
-    if cfg.store is None and rank == 0 and not _complete(store, cfg.dataset):
+    if cfg.store is None and rank == 0 and not complete(store, cfg.dataset):
         from embodied.data.collect import collect
 
         collect(load_recipe(cfg.dataset), store, workers=2)
@@ -54,7 +54,7 @@ def run(cfg: TrainConfig) -> dict:
     return result
 
 
-def _complete(store: Path, dataset: str) -> bool:
+def complete(store: Path, dataset: str) -> bool:
     """Whether the recipe's store holds all its episodes; a store of another recipe version is not
     complete (collect() then says how it differs)."""
     from embodied.data.collect import recipe_signature

@@ -158,6 +158,29 @@ def test_refusals_leave_the_policy_as_it_was(tmp_path):
     assert fits.names == [] and fits.load(tmp_path / "one") == "one"  # and the right one still loads
 
 
+def test_an_adapter_file_naming_base_weights_is_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from embodied.adapters.lora import file_sha256
+
+    model, spec = make()
+    adapters = Adapters(model, spec)
+    adapters.add("one", rank=4)
+    adapters.save("one", tmp_path / "one")
+    tensors = load_file(tmp_path / "one/adapter.safetensors")
+    tensors["base_model.model.backbone.0.attn.qkv.base_layer.weight"] = torch.zeros(3 * 128, 128)  # hostile
+    save_file(tensors, tmp_path / "one/adapter.safetensors")
+    meta = json.loads((tmp_path / "one/adapter.json").read_text())
+    meta["sha256"] = file_sha256(tmp_path / "one/adapter.safetensors")  # made to pass the file check
+    (tmp_path / "one/adapter.json").write_text(json.dumps(meta))
+    fresh, _ = make()
+    x = batch()
+    before = chunk(fresh, x)
+    with pytest.raises(UserError, match="do not fit"):
+        Adapters(fresh, spec).load(tmp_path / "one")
+    assert torch.equal(chunk(fresh, x), before) and not any(isinstance(m, LoraLayer) for m in fresh.modules())
+
+
 def test_adapter_carries_its_statistics():
     base = stats()
     widened, dims = widen_stats(base, {"state": base["state"], "action": {"min": [-1, -3, -1, -1, -1],

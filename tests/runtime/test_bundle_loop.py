@@ -143,7 +143,8 @@ def test_wire_format_refuses_wrong_messages():
         (msgpack.packb([1, 2]), "got type 'list'"),
         (encode_chunk(np.zeros((16, 4), np.float32), 1), "expected float32"),
         (msgpack.packb({"type": "chunk", "tick": "3", "chunk": {"dtype": "float32", "shape": [1, 5],
-                                                                "data": b"\0" * 20}}), "'tick' must be an int"),
+                                                                "data": b"\0" * 20}}),
+         "'tick' and 'episode' must be ints"),
     ]:
         with pytest.raises(MessageError, match=message):
             decode_chunk(raw, 16, 5)

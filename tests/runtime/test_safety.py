@@ -47,7 +47,9 @@ def test_motion_changes_at_most_max_change_per_step(sequence):
     last = None
     for a in sequence:
         out = safe.filter(a)
-        if last is not None:
+        if not np.isfinite(a).all():  # a hold: stopping at once beats a smooth stop
+            assert (out[:4] == 0).all()
+        elif last is not None:
             assert (np.abs(out[:4] - last[:4]) <= 0.3 + 1e-6).all()
         last = out
 
@@ -64,3 +66,20 @@ def test_workspace_keeps_the_target_in_the_box_or_moves_back(a, pos):
 def test_non_finite_position_holds():
     out = layer().filter(np.array([1.0, 1, 1, 0, 1]), np.array([np.nan, 0, 0]))
     assert (out[:4] == 0).all()
+
+
+def test_a_hold_is_exactly_no_motion_never_rate_limited():
+    safe = layer(max_change=0.3)
+    for _ in range(5):
+        safe.filter(np.array([1.0, 1.0, 0.0, 0.0, 1.0]), np.zeros(3) + [0, 0, 0.2])
+    held = safe.hold()
+    assert (held[:4] == 0).all() and held[4] == 1.0  # stops at once, gripper kept closed
+    out = safe.filter(np.array([np.nan] * 5))
+    assert (out[:4] == 0).all()
+
+
+def test_joint_targets_hold_the_last_target():
+    safe = SafetyLayer(SafetyConfig(LOW, HIGH, 0.5, kind="joint_pos", gripper=4))
+    assert (safe.hold() == 0).all()  # before any command: home (the middle of each range)
+    target = safe.filter(np.array([0.3, -0.2, 0.1, 0.4, -1.0]))
+    assert (safe.filter(np.array([np.inf, 0, 0, 0, 0])) == target).all()
