@@ -88,7 +88,8 @@ obs = {"images": {c: rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for c in 
        "state": np.zeros(13, np.float32), "instruction": "pick up the red cube"}
 for _ in range(20):
     p.act(obs)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch" in sys.modules)
+steady = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
+print(steady, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch" in sys.modules)
 """
 
 
@@ -118,7 +119,8 @@ def main(args: Args) -> None:
         row["parity_int8"] = spec["parity"]["policy_int8"]["max_abs_diff"]
         rss = subprocess.run([sys.executable, "-c", RSS, str(bundle), str(args.threads)], capture_output=True,
                              text=True, check=True).stdout.split()
-        row["runtime_rss_mb"], row["runtime_imported_torch"] = float(rss[0]), rss[1] == "True"
+        row["runtime_rss_mb"], row["runtime_peak_rss_mb"] = float(rss[0]), float(rss[1])
+        row["runtime_imported_torch"] = rss[2] == "True"
         rows.append(row)
     loop = [bench_loop(out / "tiny", rate, args.loop_ticks) for rate in args.rates] \
         if args.loop_ticks and "tiny" in args.presets else []
@@ -127,14 +129,15 @@ def main(args: Args) -> None:
     console = Console()
     table = Table(title=f"batch-1 act() latency, ms p50 / p95 ({args.threads} threads; instruction cached)")
     for col in ("preset", "torch eager", "ONNX fp32", "ONNX int8", "fp32 speed-up", "int8 max |diff|",
-                "policy.onnx / int8 / encoder", "runtime RSS"):
+                "policy.onnx / int8 / encoder", "runtime RSS (peak)"):
         table.add_column(col, justify="left" if col == "preset" else "right")
     for r in rows:
         lat = [f"{r[k]['p50']:.2f} / {r[k]['p95']:.2f}" for k in ("torch_eager", "onnx_fp32", "onnx_int8")]
         sizes = r["sizes_mb"]
         table.add_row(f"{r['preset']} ({r['weights']})", *lat, f"{r['speedup_fp32']:.1f}x", f"{r['parity_int8']:.3f}",
                       f"{sizes['policy.onnx']:.1f} / {sizes['policy_int8.onnx']:.1f} / {sizes['encoder.onnx']:.0f} MB",
-                      f"{r['runtime_rss_mb']:.0f} MB{' (torch!)' if r['runtime_imported_torch'] else ''}")
+                      f"{r['runtime_rss_mb']:.0f} ({r['runtime_peak_rss_mb']:.0f}) MB"
+                      f"{' torch!' if r['runtime_imported_torch'] else ''}")
     console.print(table)
     if loop:
         table = Table(title="simulated-hardware loop, tiny bundle, policy and robot in separate processes")
