@@ -193,9 +193,28 @@ class TabletopEnv(gym.Env):
         m, d = self.world.model, self.world.data
         self.controller.apply(d, action)
         mujoco.mj_step(m, d, self.substeps)
-        self._trace.update(self.world)
-        success = tasks.success(self.task, self.world)
+        graded = bool(self.task.family)
+        if graded:
+            self._trace.update(self.world)
+        success = graded and tasks.success(self.task, self.world)
         return self._observation(), float(success), success, False, self._info(success)
+
+    def instruct(self, text: str, task: tasks.Task | None = None) -> dict:
+        """Continue from the current scene with a new instruction (the interactive sim chains commands):
+        `task` is what the text was grounded to (graded by its success predicate), or None to run the
+        text ungraded. Returns the observation; the episode's step limit is the caller's."""
+        text = " ".join(text.split())
+        if len(text) > tasks.MAX_INSTRUCTION:
+            raise tasks.InstructionError(f"instruction {tasks.clip(text)} is too long: at most "
+                                         f"{tasks.MAX_INSTRUCTION} characters")
+        self.task = task if task is not None else tasks.Task(family="", instruction=text)
+        self.task.instruction = text
+        if self.task.obj is not None:
+            self.task.start = self.world.pos(self.task.obj)
+        self._trace = Trace(self.task, self.world) if self.task.family else None
+        if self._trace is not None:
+            self._trace.update(self.world)
+        return self._observation()
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -244,7 +263,8 @@ class TabletopEnv(gym.Env):
             "task": self.task.family,
             "instruction": self.task.instruction,
             "physics_warnings": [mujoco.mjtWarning(i).name for i in fresh],
-            "failure": "" if success else self._trace.failure(self.world),
+            "failure": "" if success or self._trace is None else self._trace.failure(self.world),
             # privileged: where the named thing is, relative to the gripper (m); recorded as an auxiliary target
-            "focus": (tasks.focus(self.task, self.world) - self.world.grasp_pos).astype(np.float32),
+            "focus": (tasks.focus(self.task, self.world) - self.world.grasp_pos).astype(np.float32)
+            if self.task.family else np.full(3, np.nan, np.float32),
         }

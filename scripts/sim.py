@@ -1,0 +1,69 @@
+"""Type a command, watch the robot do it. Each line is an instruction in any wording (grounded in the scene
+so the outcome can be judged); commands chain from the scene as the last one left it. ':help' lists the
+meta commands; Ctrl-C stops the robot, Ctrl-D leaves.
+
+    python scripts/sim.py                                   # the scripted expert: works with no training
+    python scripts/sim.py --policy policies/runs/tiny_pretrain_small
+    python scripts/sim.py --policy bundles/tiny --seed 7
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tyro
+
+from embodied.errors import cli
+
+
+@dataclass
+class Args:
+    policy: str = "expert"
+    """'expert', a run or checkpoint folder, or an exported bundle."""
+    seed: int = 0
+    """The first scene."""
+    max_steps: int = 150
+    """Steps per command before the prompt returns."""
+    speed: float = 0.0
+    """Times real time (0: as fast as possible)."""
+
+
+def main(args: Args) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+
+    from embodied.interactive.session import Session, handle
+
+    session = Session(args.policy, args.seed, args.max_steps, args.speed)
+    print(f"embodied sim, policy {args.policy}. ':help' for commands.\n{session.scene()}", flush=True)
+    prompt = PromptSession(history=InMemoryHistory())
+    while True:
+        try:
+            line = prompt.prompt("sim> ").strip()
+        except KeyboardInterrupt:  # at the prompt: a fresh line
+            continue
+        except EOFError:
+            break
+        if not line:
+            continue
+        try:
+            if line.startswith(":"):
+                print(handle(session, line), flush=True)
+                continue
+            grounding, message = session.ground(line)
+            if message:
+                print(message, flush=True)
+                if grounding.absent:
+                    continue
+            print(session.run(line, grounding), flush=True)
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        except Exception as e:  # nothing typed ends the session
+            print(f"error: {e}", flush=True)
+    print("bye", flush=True)
+
+
+if __name__ == "__main__":
+    cli(lambda: main(tyro.cli(Args)))
