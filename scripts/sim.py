@@ -9,6 +9,7 @@ meta commands; Ctrl-C stops the robot, Ctrl-D leaves.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import tyro
@@ -24,8 +25,10 @@ class Args:
     """The first scene."""
     max_steps: int = 150
     """Steps per command before the prompt returns."""
-    speed: float = 0.0
-    """Times real time (0: as fast as possible)."""
+    speed: float | None = None
+    """Times real time (0: as fast as possible; default: 1 with the viewer, else 0)."""
+    viewer: bool | None = None
+    """Open MuJoCo's viewer window (default: when a display is present, $DISPLAY or $WAYLAND_DISPLAY)."""
 
 
 def main(args: Args) -> None:
@@ -34,7 +37,10 @@ def main(args: Args) -> None:
 
     from embodied.interactive.session import Session, handle
 
-    session = Session(args.policy, args.seed, args.max_steps, args.speed)
+    viewer = args.viewer if args.viewer is not None else bool(os.environ.get("DISPLAY") or
+                                                                os.environ.get("WAYLAND_DISPLAY"))
+    speed = args.speed if args.speed is not None else (1.0 if viewer else 0.0)
+    session = Session(args.policy, args.seed, args.max_steps, speed, viewer=viewer)
     print(f"embodied sim, policy {args.policy}. ':help' for commands.\n{session.scene()}", flush=True)
     prompt = PromptSession(history=InMemoryHistory())
     while True:

@@ -46,7 +46,7 @@ class Outcome:
 
 class Session:
     def __init__(self, policy: str = "expert", seed: int = 0, max_steps: int = 150, speed: float = 0.0,
-                 image_size: tuple[int, int] = (96, 96), folder: Path | None = None):
+                 image_size: tuple[int, int] = (96, 96), folder: Path | None = None, viewer: bool = False):
         import gymnasium as gym
 
         import embodied.envs as envs
@@ -60,6 +60,11 @@ class Session:
         self.recording: tuple[Path, list] | None = None
         self.policy_name = policy
         self.policy = self._load_policy(policy)
+        self.viewer = None
+        if viewer:  # MuJoCo's own window, on a machine with a display
+            import mujoco.viewer
+
+            self.viewer = mujoco.viewer.launch_passive(self.base.world.model, self.base.world.data)
         self.reset(seed)
 
     # ---- meta commands ------------------------------------------------------------------------
@@ -142,6 +147,8 @@ class Session:
                     from embodied.evaluation.video import side_by_side
 
                     self.recording[1].append(side_by_side(self.obs["images"], scale=2))
+                if self.viewer is not None:
+                    self.viewer.sync()
                 if self.speed > 0:
                     time.sleep(self.base.config.ctrl_dt / self.speed)
                 if success:
