@@ -10,6 +10,7 @@ meta commands; Ctrl-C stops the robot, Ctrl-D leaves.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 import tyro
@@ -35,11 +36,15 @@ def main(args: Args) -> None:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import InMemoryHistory
 
+    from embodied.envs.tasks import describe
     from embodied.interactive.session import Session, handle
 
     viewer = args.viewer if args.viewer is not None else bool(os.environ.get("DISPLAY") or
                                                                 os.environ.get("WAYLAND_DISPLAY"))
     speed = args.speed if args.speed is not None else (1.0 if viewer else 0.0)
+    # Ctrl-C must reach us even when started from a process that ignores SIGINT (nohup, test runners):
+    # an ignored disposition is inherited, and Python then never raises KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     session = Session(args.policy, args.seed, args.max_steps, speed, viewer=viewer)
     print(f"embodied sim, policy {args.policy}. ':help' for commands.\n{session.scene()}", flush=True)
     prompt = PromptSession(history=InMemoryHistory())
@@ -61,6 +66,10 @@ def main(args: Args) -> None:
                 print(message, flush=True)
                 if grounding.absent:
                     continue
+            what = f"{grounding.task.family}: " + ", ".join(
+                describe(t, session.base.world.things) for t in (grounding.task.obj, grounding.task.target) if t) \
+                if grounding.sure else "ungraded"
+            print(f"acting ({what}); Ctrl-C stops", flush=True)
             print(session.run(line, grounding), flush=True)
         except EOFError:
             break

@@ -4,6 +4,7 @@ mid-episode, Ctrl-D."""
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -71,9 +72,8 @@ def test_ctrl_c_stops_the_robot_not_the_sim(tmp_path):
     sim.sendline(":record run.mp4")
     sim.expect("recording to run.mp4")
     sim.sendline(f"pick up the {objects[0]}")
-    import time
-
-    time.sleep(3.0)
+    sim.expect(f"acting \\(pick: {objects[0]}\\); Ctrl-C stops")
+    time.sleep(1.0)  # ~5 of its ~27 steps at a quarter of real time
     sim.sendintr()  # Ctrl-C mid-episode
     sim.expect(r"stopped \(Ctrl-C\) after (\d+) steps")
     assert 0 < int(sim.match.group(1)) < 150
