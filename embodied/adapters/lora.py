@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from embodied.errors import UserError
+from embodied.runtime.bundle import file_sha256
 
 ADAPTER_FORMAT = 1
 HEAD = "action_head"
@@ -90,14 +91,6 @@ def architecture(spec: dict) -> dict:
     arch = {k: spec[k] for k in ("cameras", "image_size", "state_dim", "action_dim")}
     arch["config"] = {k: v for k, v in vars(config_from_dict(spec["config"])).items() if k != "lora_targets"}
     return json.loads(json.dumps(arch))  # as it reads back from adapter.json (tuples become lists)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Adapters:

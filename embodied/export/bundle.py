@@ -17,7 +17,6 @@ with the torch policy on fixed inputs (max action difference <= 1e-4 for fp32). 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from embodied.errors import UserError
+from embodied.runtime.bundle import file_sha256
 
 BUNDLE_FORMAT = 1
 PARITY_FP32 = 1e-4
@@ -122,7 +122,7 @@ def export_bundle(policy, out: Path, int8: bool = False, source: str = "") -> di
         report["policy_int8"] = parity(tmp / "policy_int8.onnx", PolicyGraph(model, cameras), checks, names)
     files = sorted(p.name for p in tmp.iterdir())
     bundle_spec = policy_spec(spec, model, language.max_tokens, source, report,
-                              {f: _sha256(tmp / f) for f in files}, {f: (tmp / f).stat().st_size for f in files})
+                              {f: file_sha256(tmp / f) for f in files}, {f: (tmp / f).stat().st_size for f in files})
     (tmp / "policy_spec.json").write_text(json.dumps(bundle_spec, indent=2))
     tmp.rename(out)
     return bundle_spec
@@ -206,11 +206,3 @@ def _quiet():
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -23,7 +23,8 @@ class BundleError(UserError):
     """A bundle is missing a file, altered, or points outside itself."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -56,7 +57,7 @@ def open_bundle(path: str | Path) -> dict:
         file = root / name
         if not file.is_file():
             raise BundleError(f"{root}: {name} is missing")
-        if _sha256(file) != digest:
+        if file_sha256(file) != digest:
             raise BundleError(f"{root}: {name} does not match its sha256 in policy_spec.json (altered or truncated)")
     for name in spec["files"]:
         if name.endswith(".onnx"):

@@ -119,7 +119,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
 
     executor = ChunkExecutor("receding")
     safety.reset()
-    horizon_dim = env.unwrapped.action_spec
+    spec = env.unwrapped.action_spec
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
     pending: list[tuple[float, int, int, np.ndarray]] = []  # (usable from, arrival no., tick, chunk): the delay
@@ -134,7 +134,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
         while pull.poll(0):
             raw = pull.recv(zmq.NOBLOCK)
             try:
-                chunk, at, plan_episode = decode_chunk(raw, action_dim=len(horizon_dim.names))
+                chunk, at, plan_episode = decode_chunk(raw, action_dim=len(spec.names))
             except MessageError as e:
                 bad += 1
                 print(f"simrobot: refused a message: {e}", file=sys.stderr, flush=True)

@@ -161,7 +161,7 @@ def test_refusals_leave_the_policy_as_it_was(tmp_path):
 def test_an_adapter_file_naming_base_weights_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from embodied.adapters.lora import file_sha256
+    from embodied.runtime.bundle import file_sha256
 
     model, spec = make()
     adapters = Adapters(model, spec)

@@ -23,7 +23,7 @@ from embodied.data.recipes import Recipe
 from embodied.errors import UserError
 from embodied.export.bundle import export_bundle
 from embodied.policies.policy import VLAPolicy
-from embodied.runtime.bundle import BundleError, OnnxPolicy, _sha256
+from embodied.runtime.bundle import BundleError, OnnxPolicy, file_sha256
 from embodied.runtime.loop import free_port
 from embodied.runtime.robot import MessageError, decode_chunk, encode_chunk, encode_observation
 from embodied.training.config import TrainConfig
@@ -76,7 +76,7 @@ def copy(bundle, tmp_path) -> Path:
 
 def rehash(bundle: Path, name: str) -> None:
     spec = json.loads((bundle / "policy_spec.json").read_text())
-    spec["files"][name] = _sha256(bundle / name)
+    spec["files"][name] = file_sha256(bundle / name)
     (bundle / "policy_spec.json").write_text(json.dumps(spec))
 
 
