@@ -31,7 +31,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
+# The web page's test drives Debian's headless Chromium; installed here, for the tests only.
 test: setup
+	@command -v chromedriver >/dev/null || { echo "installing chromium chromium-driver (the sim page's test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
 	$(PY) -m pytest -q -n 2
 
 train: setup

@@ -35,11 +35,11 @@ class Outcome:
     success: bool
     steps: int
     seconds: float
-    stopped: bool = False
+    stopped: str = ""  # who stopped it ("Ctrl-C", "the stop button"), "" if it ran its course
     family: str = ""
 
     def __str__(self) -> str:
-        how = "stopped (Ctrl-C)" if self.stopped else ("success" if self.success else "not done") \
+        how = f"stopped ({self.stopped})" if self.stopped else ("success" if self.success else "not done") \
             if self.graded else "ungraded"
         return f"{how} after {self.steps} steps, {self.seconds:.1f} s" + (f" [{self.family}]" if self.family else "")
 
@@ -60,6 +60,7 @@ class Session:
         self.recording: tuple[Path, list] | None = None
         self.policy_name = policy
         self.policy = self._load_policy(policy)
+        self.instruction = ""
         self.viewer = None
         if viewer:  # MuJoCo's own window, on a machine with a display
             import mujoco.viewer
@@ -71,15 +72,19 @@ class Session:
     def reset(self, seed: int | None = None, family: str | None = None) -> str:
         options = {"task": family} if family else None
         self.obs, info = self.env.reset(seed=seed, options=options)
+        self.instruction = ""
         return f"new scene (seed {seed}); for example: {info['instruction']!r}"
 
-    def scene(self) -> str:
+    def things(self) -> list[str]:
+        """What can be named, one line each."""
         from embodied.envs.tasks import describe
 
         world = self.base.world
-        lines = [f"  {describe(t, world.things)}" + ("" if t.kind == "object" else f" ({t.kind})")
-                 for t in world.things]
-        return "in the scene:\n" + "\n".join(lines) + f"\n  the drawer (open {100 * world.drawer:.0f} cm)"
+        return [describe(t, world.things) + ("" if t.kind == "object" else f" ({t.kind})") for t in world.things] \
+            + [f"the drawer (open {100 * world.drawer:.0f} cm)"]
+
+    def scene(self) -> str:
+        return "in the scene:\n" + "\n".join(f"  {line}" for line in self.things())
 
     def set_policy(self, spec: str) -> str:
         self.policy, self.policy_name = self._load_policy(spec), spec
@@ -117,46 +122,64 @@ class Session:
 
     # ---- instructions -------------------------------------------------------------------------
     def ground(self, text: str):
-        """(grounding, a message to show before acting, or None)."""
+        """(grounding, a message to show first or None, whether to act on it)."""
         g = self.grounder.ground(text, self.base.world)
         if g.absent:
             names = ", ".join(g.absent)
-            return g, f"there is no {names} here. " + self.scene()
+            return g, f"there is no {names} here. " + self.scene(), False
         if not g.sure:
-            return g, f"not sure what task that is (nearest: {g.nearest!r}, {g.score:.2f}): running ungraded"
-        return g, None
+            unsure = f"not sure what task that is (nearest: {g.nearest!r}, {g.score:.2f})"
+            if self.policy_name == "expert":  # it needs a task to act on
+                return g, f"{unsure}; the scripted expert only does tasks it can ground: rephrase (see :scene)", False
+            return g, f"{unsure}: running ungraded", True
+        return g, None, True
 
-    def run(self, text: str, grounding, interrupted=lambda: False) -> Outcome:
-        """Act on `text` until success (graded), the step limit, or `interrupted()`; Ctrl-C (a
-        KeyboardInterrupt) also stops the robot and returns."""
+    def run(self, text: str, grounding, stopped=lambda: "", on_step=lambda: None) -> Outcome:
+        """Act on `text` until success (graded), the step limit, or `stopped()` names who stopped it;
+        `on_step()` after every step (the web view renders from it)."""
         from embodied.runtime.chunks import ChunkExecutor
 
-        if self.policy_name == "expert" and grounding.task is None:
-            raise UserError("the scripted expert only does tasks it can ground; rephrase (see :scene)")
         self.obs = self.base.instruct(text, grounding.task if grounding.sure else None)
+        self.instruction = text
         self.policy.reset()
         executor = ChunkExecutor("receding", replan_every=8)
-        start, steps, success, stopped = time.perf_counter(), 0, False, False
-        try:
-            while steps < self.max_steps and not interrupted():
-                if executor.needs_plan():
-                    executor.add(self.policy.act(self.obs))
-                self.obs, _, success, _, _ = self.base.step(executor.next())
-                steps += 1
-                if self.recording is not None:
-                    from embodied.evaluation.video import side_by_side
+        start, steps, success, by = time.perf_counter(), 0, False, ""
+        while steps < self.max_steps and not (by := stopped()):
+            if executor.needs_plan():
+                executor.add(self.policy.act(self.obs))
+            self.obs, _, success, _, _ = self.base.step(executor.next())
+            steps += 1
+            if self.recording is not None:
+                from embodied.evaluation.video import side_by_side
 
-                    self.recording[1].append(side_by_side(self.obs["images"], scale=2))
-                if self.viewer is not None:
-                    self.viewer.sync()
-                if self.speed > 0:
-                    time.sleep(self.base.config.ctrl_dt / self.speed)
-                if success:
-                    break
-        except KeyboardInterrupt:
-            stopped = True
-        return Outcome(text, grounding.sure, bool(success), steps, time.perf_counter() - start, stopped,
+                self.recording[1].append(side_by_side(self.obs["images"], scale=2))
+            if self.viewer is not None:
+                self.viewer.sync()
+            on_step()
+            if self.speed > 0:
+                time.sleep(self.base.config.ctrl_dt / self.speed)
+            if success:
+                break
+        return Outcome(text, grounding.sure, bool(success), steps, time.perf_counter() - start, by,
                        grounding.task.family if grounding.sure else "")
+
+    def describe(self, grounding) -> str:
+        """What a grounded instruction was taken to mean, e.g. 'pick: red cube'."""
+        from embodied.envs.tasks import describe
+
+        if not grounding.sure:
+            return "ungraded"
+        things = self.base.world.things
+        task = grounding.task
+        return f"{task.family}: " + ", ".join(describe(t, things) for t in (task.obj, task.target) if t)
+
+    def gripper_position(self) -> np.ndarray:  # (3,) m, world frame
+        return self.base.world.grasp_pos
+
+    def close(self) -> None:
+        if self.viewer is not None:
+            self.viewer.close()
+        self.env.close()
 
     # ---- helpers ------------------------------------------------------------------------------
     def _inside(self, name: str) -> Path:
