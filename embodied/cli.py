@@ -5,6 +5,8 @@
     embodied data export STORE EPISODE OUT     an episode as mp4
     embodied data import STORE --video front=a.mp4 --video wrist=b.mp4 --instruction "..." [--actions a.npy]
     embodied data verify STORE [--json FILE]    read everything; exit code 1 names damaged episodes
+    embodied data export-lerobot STORE OUT [--skip-incomplete]   a LeRobot v3.0 dataset folder
+    embodied data import-lerobot IN STORE      a new store from a LeRobot v3.0 dataset folder
 
 A mistake (bad path, invalid store, bad value) prints one line, `error: ...`; EMBODIED_DEBUG=1 shows the
 traceback.
@@ -129,17 +131,53 @@ class Verify:
             raise SystemExit(1)
 
 
+@dataclass
+class ExportLerobot:
+    """Write a store as a LeRobot v3.0 dataset folder (meta/, data/, videos/ with H.264 mp4) in a new folder."""
+
+    store: Annotated[Path, Positional]
+    out: Annotated[Path, Positional]
+    skip_incomplete: bool = False
+    """Leave out episodes without actions (or states) instead of refusing."""
+    crf: int = 18
+    """H.264 quality: lower is closer to the frames and bigger."""
+
+    def run(self) -> None:
+        from embodied.data.lerobot import export_lerobot
+
+        s = export_lerobot(self.store, self.out, skip_incomplete=self.skip_incomplete, crf=self.crf, progress=True)
+        skipped = f"; left out episodes {s['skipped']}" if s["skipped"] else ""
+        print(f"wrote {s['path']}: {s['episodes']} episodes, {s['frames']} frames, {s['tasks']} tasks{skipped}")
+
+
+@dataclass
+class ImportLerobot:
+    """A new store from a LeRobot v3.0 dataset folder (observation.images.X becomes camera X)."""
+
+    in_dir: Annotated[Path, Positional]
+    store: Annotated[Path, Positional]
+    family: str = "imported"
+    """Task family of the episodes, unless the dataset names one (an embodied export does)."""
+
+    def run(self) -> None:
+        from embodied.data.lerobot import import_lerobot
+
+        store = import_lerobot(self.in_dir, self.store, family=self.family, progress=True)
+        print(f"wrote {self.store}: {store.num_episodes} episodes, {store.num_frames} frames, "
+              f"cameras {store.cameras}")
+
+
 def _sub(cls, name):
     return Annotated[cls, tyro.conf.subcommand(name)]
 
 
 Command = (_sub(Info, "info") | _sub(Show, "show") | _sub(Export, "export") | _sub(Import, "import")
-           | _sub(Verify, "verify"))
+           | _sub(Verify, "verify") | _sub(ExportLerobot, "export-lerobot") | _sub(ImportLerobot, "import-lerobot"))
 
 
 @dataclass
 class Data:
-    """Episode stores: inspect, import, export, verify."""
+    """Episode stores: inspect, import, export, verify; LeRobot datasets in and out."""
 
     command: Annotated[Command, tyro.conf.arg(name="")]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -56,21 +57,53 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
+class Mp4Writer:
+    """An H.264 mp4 written frame by frame (uint8 (H, W, 3), one size); frame k is shown at k / fps s.
+    yuv420p pads odd sizes by a pixel for the codec; yuv444p keeps any size. Use as a context manager."""
+
+    def __init__(self, path: str | Path, fps: int, crf: int = 18, pix_fmt: str = "yuv420p"):
+        self.path, self.fps, self.crf, self.pix_fmt = Path(path), int(fps), crf, pix_fmt
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.container = av.open(str(self.path), "w")
+        self.stream, self.size, self.count = None, None, 0
+
+    def write(self, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        pad_h, pad_w = (h % 2, w % 2) if self.pix_fmt == "yuv420p" else (0, 0)
+        if self.stream is None:
+            self.size = (h, w)
+            self.stream = self.container.add_stream("libx264", rate=self.fps, options={"crf": str(self.crf)})
+            self.stream.width, self.stream.height, self.stream.pix_fmt = w + pad_w, h + pad_h, self.pix_fmt
+        if (h, w) != self.size:
+            raise UserError(f"all frames must be {self.size[0]}x{self.size[1]}; got {frame.shape[:2]}")
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        video_frame.pts, video_frame.time_base = self.count, Fraction(1, self.fps)
+        self.container.mux(self.stream.encode(video_frame))
+        self.count += 1
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.container.mux(self.stream.encode())
+        self.container.close()
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # no flush: keep the first error
+            self.container.close()
+
+
 def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int, crf: int = 18) -> Path:
     """H.264 mp4 of uint8 (H, W, 3) frames (odd sizes are padded by a pixel for the codec)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
-        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+    with Mp4Writer(path, fps, crf) as writer:
         for frame in frames:
-            if frame.shape[:2] != (h, w):
-                raise UserError(f"all frames must be {h}x{w}; got {frame.shape[:2]}")
-            padded = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+            writer.write(frame)
+    return Path(path)
 
 
 def read_video(path: str | Path) -> np.ndarray:
