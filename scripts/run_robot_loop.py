@@ -27,7 +27,7 @@ class Args:
     instruction: str | None = None
     """A typed instruction (one episode in the full tabletop suite)."""
     family: str | None = None
-    """Or: episodes of this task family on the evaluation seeds (from 1,000,000, as in eval_policy.py)."""
+    """Or: episodes of this task family on the evaluation seeds (from 1,000,000, as in evaluate.py)."""
     episodes: int = 1
     rate: float = 10.0
     """Control rate (Hz)."""

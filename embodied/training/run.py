@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from embodied.data.recipes import load_recipe, recipes_dir
 from embodied.paths import repo_root
@@ -17,7 +16,8 @@ from embodied.training.config import TrainConfig
 
 def run(cfg: TrainConfig) -> dict:
     """Returns the final evaluation ({} on other ranks or when stopped early)."""
-    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table, rate
+    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
+    from embodied.evaluation.suite import results_table, versions
     from embodied.training.loop import train
 
     rank = int(os.environ.get("RANK", 0))
@@ -34,22 +34,18 @@ def run(cfg: TrainConfig) -> dict:
         return {}
     families = [f for f in result["rollouts"] if f != "mean"]
     split = result.get("split", "train")
-    baseline = None
+    columns = {"VLA": result["rollouts"]}
     if cfg.random_baseline:  # the random policy sees nothing, so its envs render nothing (several times faster)
-        baseline = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
-                            env_config={"cameras": (), "split": split})
-    table = Table(title=f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family, {split} "
-                        f"instructions, [95% interval] (step {result['step']}, val loss "
-                        f"{result.get('val_loss', float('nan')):.4f})")
-    for col in ("family", "VLA", *(["random policy"] if baseline else [])):
-        table.add_column(col, justify="left" if col == "family" else "right")
-    for f in [*families, "mean"]:
-        table.add_row(f, rate(result["rollouts"][f]), *([rate(baseline[f])] if baseline else []))
+        columns["random policy"] = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
+                                            env_config={"cameras": (), "split": split})
     console = Console()
-    console.print(table)
+    console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family, "
+                                f"{split} instructions, [95% interval] (step {result['step']}, val loss "
+                                f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
     out = runs / cfg.name / "eval.json"
-    out.write_text(json.dumps({"vla": result, "random": baseline}, indent=2))
+    out.write_text(json.dumps({"vla": result, "random": columns.get("random policy"), "versions": versions()},
+                              indent=2))
     print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json, failures/*.mp4)")
     return result
 

@@ -134,12 +134,14 @@ def test_wilson_interval():
 
 def test_eval_script_with_heldout_split_and_language_probe(store, tmp_path):
     train(config(store, tmp_path, steps=2), store, tmp_path)
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/eval_policy.py"), str(tmp_path / "r"),
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), str(tmp_path / "r"),
                           "--split", "heldout",
                           "--episodes", "2", "--families", "press_button", "--probe", "1", "--no-random-baseline",
                           "--json", str(tmp_path / "e.json")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "e.json").read_text())
-    assert result["split"] == "heldout" and result["vla"]["press_button"]["episodes"] == 2
+    assert result["split"] == "heldout" and result["results"]["press_button"]["episodes"] == 2
+    assert result["seeds"] == [1_000_000, 1_000_001] and len(result["policy"]["model_sha256"]) == 64
+    assert result["versions"]["mujoco"] and result["versions"]["commit"]
     probe = result["probe"]["press_button"]
     assert probe["runs"] == 2 and 0 <= probe["wrong_target"] <= 1  # one scene, each of its two buttons named

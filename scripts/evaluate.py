@@ -1,0 +1,140 @@
+"""Evaluate any policy on the tabletop suite: success per task family on fixed seeds with 95% (Wilson)
+intervals next to the random policy, why episodes failed, episodes per minute, videos of failures, and
+a JSON with the seeds and the versions that matter (code commit, MuJoCo, the model's sha256).
+
+    python scripts/evaluate.py policies/runs/tiny_pretrain_small                  # the families it learned
+    python scripts/evaluate.py policies/runs/tiny_pretrain_small --split heldout --episodes 20
+    python scripts/evaluate.py policies/runs/stack_lora --families stack          # a LoRA fine-tune
+    python scripts/evaluate.py policies/runs/tiny_pretrain_small --adapter policies/runs/stack_lora
+    python scripts/evaluate.py bundles/tiny --precision int8                      # an exported bundle
+    python scripts/evaluate.py expert --episodes 50                              # the scripted experts
+    python scripts/evaluate.py RUN --probe 10 --videos failures/ --json eval.json  # + language probe
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+from rich.console import Console
+
+from embodied.errors import UserError, cli
+
+
+@dataclass
+class Args:
+    policy: Annotated[str, tyro.conf.Positional]
+    """A run folder (its latest checkpoint), a checkpoint folder, an exported bundle, 'expert' or 'random'."""
+    adapter: Path | None = None
+    """A LoRA adapter (a fine-tune run or adapter folder) to put on the policy."""
+    precision: str = "fp32"
+    """For a bundle: fp32 or int8."""
+    split: str = "train"
+    """Instructions: 'train' (the training phrasings and targets), 'heldout' or 'all'."""
+    episodes: int = 20
+    """Episodes per family, on seeds seed_start .. seed_start + episodes - 1."""
+    seed_start: int = 1_000_000
+    """The first seed (the default is far from every recipe's seeds)."""
+    families: tuple[str, ...] = ()
+    """Families (default: those the policy was trained on; for a bundle the 7 pretraining families; all 8
+    for expert and random)."""
+    num_envs: int = 4
+    """Environments stepped in parallel (processes)."""
+    replan_every: int = 8
+    """Actions used from each chunk before re-planning."""
+    probe: int = 0
+    """Language probe: scenes per family (press_button, reach, pick), each played once per candidate."""
+    random_baseline: bool = True
+    """Also evaluate the random policy on the same seeds."""
+    videos: Path | None = None
+    """Write the first failed episodes of each family here as mp4."""
+    json: Path | None = None
+    """Also write every figure here."""
+
+
+def main(args: Args) -> None:
+    from embodied.envs import FAMILIES
+    from embodied.evaluation.probe import PROBES, language_probe
+    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
+    from embodied.evaluation.suite import evaluate_expert, load_policy, results_table, versions
+
+    if args.split not in ("train", "heldout", "all"):
+        raise UserError(f"--split must be train, heldout or all, got {args.split!r}")
+    unknown = sorted(set(args.families) - set(FAMILIES))
+    if unknown:
+        raise UserError(f"unknown families {unknown}; available: {list(FAMILIES)}")
+    policy, info = load_policy(args.policy, args.adapter, args.precision)
+    families = list(args.families) or trained_families(info) or list(FAMILIES)
+    env_config = {"split": args.split}
+    if not isinstance(policy, str):
+        env_config |= {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
+    start = time.perf_counter()
+    if policy == "expert":
+        main_result = evaluate_expert(families, args.episodes, args.seed_start, env_config)
+    else:
+        runner = RandomPolicy() if policy == "random" else policy
+        main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
+                               env_config if policy != "random" else {"cameras": (), "split": args.split},
+                               video_dir=args.videos)
+    seconds = time.perf_counter() - start
+    per_minute = args.episodes * len(families) / seconds * 60
+    columns = {args.policy if policy in ("expert", "random") else "policy": main_result}
+    if args.random_baseline and policy != "random":
+        columns["random policy"] = evaluate(RandomPolicy(), families, args.episodes, args.seed_start, args.num_envs,
+                                            progress=False, env_config={"cameras": (), "split": args.split})
+    console = Console()
+    console.print(results_table(f"{args.policy}: {args.split} split, {args.episodes} seeds per family from "
+                                f"{args.seed_start} [95% interval]", columns, families))
+    console.print(failure_table(main_result, families))
+    console.print(f"{args.episodes * len(families)} episodes in {seconds:.0f} s: {per_minute:.1f} episodes/min "
+                  f"({'in this process' if policy == 'expert' else f'{args.num_envs} envs'})")
+    result = {"policy": info, "suite": "tabletop", "split": args.split, "families": families,
+              "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "results": main_result,
+              "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
+    if args.probe:
+        if isinstance(policy, str):
+            raise UserError("--probe measures a trained policy's use of the instruction")
+        result["probe"] = language_probe(policy, [f for f in PROBES if f in families], args.probe, env_config,
+                                         args.replan_every)
+        console.print(probe_table(result["probe"], args.probe))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+
+
+def probe_table(probe: dict, scenes: int):
+    from rich.table import Table
+
+    from embodied.evaluation.rollouts import rate
+
+    table = Table(title=f"language probe: {scenes} scenes per family, each played naming each of two candidates")
+    for col in ("family", "success", "went to the other one", "both right in a scene"):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    for f, r in probe.items():
+        table.add_row(f, rate(r), f"{100 * r['wrong_target']:.0f}%", f"{100 * r['both_right']:.0f}%")
+    return table
+
+
+def trained_families(info: dict) -> list[str]:
+    """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
+    from embodied.data.recipes import recipes_dir
+    from embodied.data.store import EpisodeStore
+    from embodied.envs import FAMILIES
+
+    if info["kind"] == "bundle":
+        return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining
+    if info["kind"] != "checkpoint":
+        return []
+    trainer = Path(info["checkpoint"]) / "trainer.json"
+    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
+    store = config.get("store") or recipes_dir() / f"{config.get('dataset', 'pretrain_small')}.zarr"
+    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if Path(store).exists() else []
+
+
+if __name__ == "__main__":
+    cli(lambda: main(tyro.cli(Args)))

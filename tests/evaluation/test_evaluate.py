@@ -1,0 +1,37 @@
+"""scripts/evaluate.py end to end: the scripted expert succeeds and the random policy does not, on the
+same fixed seeds; the JSON holds seeds and versions; bad input is one clear line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def evaluate(*args, tmp_path):
+    return subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), *args], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+
+
+def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
+    out = evaluate("expert", "--families", "reach", "press_button", "--episodes", "4", "--seed-start", "500",
+                   "--json", "e.json", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["seeds"] == [500, 501, 502, 503] and result["families"] == ["reach", "press_button"]
+    assert result["results"]["mean"]["success"] == 1.0 and result["results"]["mean"]["episodes"] == 8
+    assert result["random"]["mean"]["success"] <= 0.25  # same seeds, random actions
+    lo, hi = result["results"]["reach"]["ci95"]
+    assert 0.5 < lo < 0.52 and hi == 1.0  # Wilson at 4/4
+    assert result["versions"]["mujoco"] and result["versions"]["commit"]
+    assert "episodes/min" in out.stdout and "100% [51-100]" in out.stdout
+
+
+def test_bad_input_is_one_line(tmp_path):
+    out = evaluate("policies/runs/nothing_here", tmp_path=tmp_path)
+    assert out.returncode != 0 and "error: no policy" in out.stderr and "Traceback" not in out.stderr
+    out = evaluate("expert", "--families", "juggle", tmp_path=tmp_path)
+    assert out.returncode != 0 and "unknown families ['juggle']" in out.stderr
+    out = evaluate("expert", "--adapter", "x", tmp_path=tmp_path)
+    assert out.returncode != 0 and "--adapter applies to a trained policy" in out.stderr
