@@ -1,4 +1,5 @@
-"""Evaluate any policy on the tabletop suite: success per task family on fixed seeds with 95% (Wilson)
+"""Evaluate any policy on the tabletop suite (or Meta-World tasks, in the env that has metaworld): success
+per task family on fixed seeds with 95% (Wilson)
 intervals next to the random policy, why episodes failed, episodes per minute, videos of failures, and
 a JSON with the seeds and the versions that matter (code commit, MuJoCo, the model's sha256).
 
@@ -9,6 +10,8 @@ a JSON with the seeds and the versions that matter (code commit, MuJoCo, the mod
     python scripts/evaluate.py bundles/tiny --precision int8                      # an exported bundle
     python scripts/evaluate.py expert --episodes 50                              # the scripted experts
     python scripts/evaluate.py RUN --probe 10 --videos failures/ --json eval.json  # + language probe
+    .venv-metaworld/bin/python scripts/evaluate.py policies/runs/mt10                # Meta-World: its tasks
+    .venv-metaworld/bin/python scripts/evaluate.py expert --families reach-v3 push-v3
 """
 
 from __future__ import annotations
@@ -34,14 +37,14 @@ class Args:
     precision: str = "fp32"
     """For a bundle: fp32 or int8."""
     split: str = "train"
-    """Instructions: 'train' (the training phrasings and targets), 'heldout' or 'all'."""
+    """Instructions: 'train' (the training phrasings and targets), 'heldout' or 'all' (tabletop only)."""
     episodes: int = 20
     """Episodes per family, on seeds seed_start .. seed_start + episodes - 1."""
     seed_start: int = 1_000_000
     """The first seed (the default is far from every recipe's seeds)."""
     families: tuple[str, ...] = ()
-    """Families (default: those the policy was trained on; for a bundle the 7 pretraining families; all 8
-    for expert and random)."""
+    """Families, or Meta-World tasks such as reach-v3 (default: those the policy was trained on; for a bundle
+    the 7 pretraining families; all 8 for expert and random)."""
     num_envs: int = 4
     """Environments stepped in parallel (processes)."""
     replan_every: int = 8
@@ -57,19 +60,24 @@ class Args:
 
 
 def main(args: Args) -> None:
-    from embodied.envs import FAMILIES
+    from embodied.envs import FAMILIES, METAWORLD_IDS, available
     from embodied.evaluation.probe import PROBES, language_probe
     from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
     from embodied.evaluation.suite import evaluate_expert, load_policy, results_table, versions
 
     if args.split not in ("train", "heldout", "all"):
         raise UserError(f"--split must be train, heldout or all, got {args.split!r}")
-    unknown = sorted(set(args.families) - set(FAMILIES))
-    if unknown:
-        raise UserError(f"unknown families {unknown}; available: {list(FAMILIES)}")
     policy, info = load_policy(args.policy, args.adapter, args.precision)
     families = list(args.families) or trained_families(info) or list(FAMILIES)
-    env_config = {"split": args.split}
+    unknown = [f for f in families if f not in FAMILIES and f not in METAWORLD_IDS]
+    if unknown:
+        raise UserError(f"unknown families {unknown}; {available(unknown[0])}")
+    suite = "metaworld" if families[0] in METAWORLD_IDS else "tabletop"
+    if len({f in METAWORLD_IDS for f in families}) > 1:
+        raise UserError(f"--families mixes tabletop families and Meta-World tasks {families}; evaluate each apart")
+    if suite == "metaworld" and args.split != "train":
+        raise UserError("--split applies to tabletop instructions; a Meta-World task has one")
+    env_config = {"split": args.split} if suite == "tabletop" else {}
     if not isinstance(policy, str):
         env_config |= {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
     start = time.perf_counter()
@@ -78,21 +86,23 @@ def main(args: Args) -> None:
     else:
         runner = RandomPolicy() if policy == "random" else policy
         main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
-                               env_config if policy != "random" else {"cameras": (), "split": args.split},
+                               env_config if policy != "random" else env_config | {"cameras": ()},
                                video_dir=args.videos)
     seconds = time.perf_counter() - start
     per_minute = args.episodes * len(families) / seconds * 60
     columns = {args.policy if policy in ("expert", "random") else "policy": main_result}
     if args.random_baseline and policy != "random":
         columns["random policy"] = evaluate(RandomPolicy(), families, args.episodes, args.seed_start, args.num_envs,
-                                            progress=False, env_config={"cameras": (), "split": args.split})
+                                            progress=False, env_config={**env_config, "cameras": ()})
     console = Console()
-    console.print(results_table(f"{args.policy}: {args.split} split, {args.episodes} seeds per family from "
+    split = f"{args.split} split, " if suite == "tabletop" else "Meta-World, "
+    console.print(results_table(f"{args.policy}: {split}{args.episodes} seeds per family from "
                                 f"{args.seed_start} [95% interval]", columns, families))
     console.print(failure_table(main_result, families))
     console.print(f"{args.episodes * len(families)} episodes in {seconds:.0f} s: {per_minute:.1f} episodes/min "
                   f"({'in this process' if policy == 'expert' else f'{args.num_envs} envs'})")
-    result = {"policy": info, "suite": "tabletop", "split": args.split, "families": families,
+    result = {"policy": info, "suite": suite, "split": args.split if suite == "tabletop" else None,
+              "families": families,
               "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "results": main_result,
               "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
     if args.probe:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from importlib.metadata import version
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,8 +21,8 @@ ROBOT = "arm5"
 
 def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None, clean_labels: bool = False) -> Episode:
     """Run `policy` (the Policy contract: reset(), act(obs) -> chunk) for one episode of `env`
-    (a TimeLimit-wrapped tabletop env); frame t is stored with the action taken after it, or with
-    clean_labels, the policy's noise-free `label` for that step (a scripted expert's)."""
+    (a TimeLimit-wrapped tabletop or Meta-World env); frame t is stored with the action taken after it, or
+    with clean_labels, the policy's noise-free `label` for that step (a scripted expert's)."""
     obs, info = env.reset(seed=seed, options=options)
     policy.reset()
     images = {c: [] for c in obs["images"]}
@@ -48,7 +49,7 @@ def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:
     return EpisodeStore.create(
         path, cameras=list(cfg.cameras), image_size=tuple(cfg.image_size),
         state_dim=len(base.state_spec.names), action_dim=len(base.action_spec.names),
-        control_rate=1.0 / cfg.ctrl_dt, robot=ROBOT, action_spec=base.action_spec.to_dict(),
+        control_rate=1.0 / cfg.ctrl_dt, robot=getattr(base, "robot", ROBOT), action_spec=base.action_spec.to_dict(),
         state_spec=base.state_spec.to_dict(), **attrs)
 
 
@@ -59,14 +60,22 @@ class _Worker:
         self.recipe, self.envs = recipe, {}
 
     def run(self, family: str, seed: int) -> Episode:
-        from embodied.envs import ENV_IDS
-        from embodied.envs.experts import ScriptedExpert
+        from embodied.envs import expert_for, gym_id
 
         if family not in self.envs:
-            self.envs[family] = gym.make(ENV_IDS[family], **self.recipe.env_config())
+            self.envs[family] = gym.make(gym_id(family), **self.recipe.env_config())
         env = self.envs[family]
-        expert = ScriptedExpert(env, noise=self.recipe.expert_noise, seed=seed)
-        return record_episode(env, expert, seed, clean_labels=self.recipe.clean_labels)
+        expert = expert_for(env, noise=self.recipe.expert_noise, seed=seed)
+        return record_episode(env, expert, seed, options=reset_options(env, seed),
+                              clean_labels=self.recipe.clean_labels)
+
+
+def reset_options(env: gym.Env, seed: int) -> dict | None:
+    """A demonstration's reset options: Meta-World's seed s records goal variation s mod 50 (of its 50), so
+    consecutive seeds cover distinct goals (a seeded random pick repeats some within 10 episodes); None for
+    the tabletop, whose seed draws the scene."""
+    variations = getattr(env.unwrapped, "variations", None)
+    return {"variation": seed % len(variations)} if variations is not None else None
 
 
 _worker: _Worker | None = None  # per worker process, set by the pool initializer
@@ -90,10 +99,13 @@ def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
             raise StoreError(f"{path} was collected as {have}, but recipe {recipe.name!r} now asks for {want}; "
                              "delete the store to collect it again, or use another output path")
         return store
-    from embodied.envs import ENV_IDS
+    from embodied.envs import gym_id
 
-    env = gym.make(ENV_IDS[recipe.families[0]], **recipe.env_config())
-    store = create_store_for(path, env, recipe=vars(recipe) | {"image_size": list(recipe.image_size)})
+    env = gym.make(gym_id(recipe.families[0]), **recipe.env_config())
+    attrs = {"recipe": vars(recipe) | {"image_size": list(recipe.image_size)}}
+    if recipe.metaworld:
+        attrs["metaworld_version"] = version("metaworld")
+    store = create_store_for(path, env, **attrs)
     env.close()
     return store
 

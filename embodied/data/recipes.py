@@ -19,7 +19,8 @@ class Recipe:
     name: str
     """Store name: datasets/<name>.zarr."""
     families: list[str]
-    """Task families to record (see envs/tasks.yaml)."""
+    """Task families to record (see envs/tasks.yaml), or Meta-World tasks ('reach-v3'; in the env that has
+    metaworld, `make metaworld`); all of one kind."""
     episodes_per_family: int
     """Successful episodes to keep per family."""
     seed_start: int = 0
@@ -29,21 +30,30 @@ class Recipe:
     image_size: tuple[int, int] = (96, 96)
     """Camera image (height, width)."""
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    """Cameras to record."""
+    """Cameras to record: the tabletop's front, wrist; Meta-World's e.g. corner, gripperPOV."""
     expert_noise: float = 0.1
     """Std of Gaussian noise on the expert's actions, for diverse demonstrations."""
     clean_labels: bool = True
     """Record the expert's noise-free action while executing the noisy one (DART): demonstrations show
     recoveries from perturbations without teaching the noise. False records what was executed."""
     split: str = "train"
-    """Instruction split: 'train' excludes held-out paraphrases and targets, 'heldout' uses only them."""
+    """Instruction split: 'train' excludes held-out paraphrases and targets, 'heldout' uses only them.
+    Tabletop only (a Meta-World task has one instruction)."""
     keep_failures: bool = False
     """Also keep episodes the expert failed (marked success=False)."""
     description: str = ""
     """What this recipe is for."""
 
+    @property
+    def metaworld(self) -> bool:
+        """Whether the recipe records Meta-World tasks (else tabletop families)."""
+        from embodied.envs import METAWORLD_IDS
+
+        return self.families[0] in METAWORLD_IDS
+
     def env_config(self) -> dict:
-        return {"image_size": tuple(self.image_size), "cameras": tuple(self.cameras), "split": self.split}
+        config = {"image_size": tuple(self.image_size), "cameras": tuple(self.cameras)}
+        return config if self.metaworld else config | {"split": self.split}
 
 
 def recipes_dir() -> Path:
@@ -78,14 +88,24 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 
 def _check(r: Recipe, path: Path) -> None:
-    from embodied.envs import FAMILIES
+    from embodied.envs import FAMILIES, METAWORLD_IDS, available
 
-    bad = [f for f in r.families if f not in FAMILIES]
+    bad = [f for f in r.families if f not in FAMILIES and f not in METAWORLD_IDS]
     if bad or not r.families:
-        raise UserError(f"{path}: unknown families {bad}; available: {FAMILIES}")
+        raise UserError(f"{path}: unknown families {bad}; {available(bad[0] if bad else '')}")
+    kinds = {f in METAWORLD_IDS for f in r.families}
+    if len(kinds) > 1:
+        raise UserError(f"{path}: families mix tabletop families and Meta-World tasks {r.families}; a store holds "
+                        "one robot (its cameras, state and action specs), so make one recipe of each")
     if r.episodes_per_family < 1:
         raise UserError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
     if r.split not in ("train", "heldout", "all"):
         raise UserError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
-    if not r.cameras or any(c not in ("front", "wrist") for c in r.cameras):
-        raise UserError(f"{path}: cameras must be a non-empty subset of ['front', 'wrist'], got {r.cameras}")
+    if r.metaworld and r.split != "train":
+        raise UserError(f"{path}: split applies to tabletop instructions; a Meta-World task has one, so leave it out")
+    if r.metaworld:
+        from embodied.envs.metaworld import CAMERAS
+    else:
+        from embodied.envs.tabletop import CAMERAS
+    if not r.cameras or any(c not in CAMERAS for c in r.cameras):
+        raise UserError(f"{path}: cameras must be a non-empty subset of {list(CAMERAS)}, got {r.cameras}")

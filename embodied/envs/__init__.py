@@ -1,5 +1,7 @@
-"""Tabletop environments, registered with Gymnasium as `embodied/<Name>-v0`."""
+"""Tabletop environments, registered with Gymnasium as `embodied/<Name>-v0`; Meta-World's tasks as
+`embodied/MetaWorld-<Task>V3-v0` where the `metaworld` package is importable (its own env: `make metaworld`)."""
 
+import importlib.util
 from functools import partial
 
 import gymnasium as gym
@@ -7,6 +9,7 @@ from gymnasium.envs.registration import register
 
 from embodied.envs.scene import load_suite
 from embodied.envs.tabletop import TabletopConfig, TabletopEnv, default_config
+from embodied.errors import UserError
 
 ENTRY = "embodied.envs.tabletop:TabletopEnv"
 
@@ -26,24 +29,66 @@ for _family in FAMILIES:
     register(ENV_IDS[_family], entry_point=ENTRY,
              max_episode_steps=load_suite()["families"][_family]["max_steps"], kwargs={"task": _family})
 
+# {'reach-v3': 'embodied/MetaWorld-ReachV3-v0', ...}; empty without metaworld (it pins another MuJoCo)
+METAWORLD_IDS: dict[str, str] = {}
+if importlib.util.find_spec("metaworld") is not None:
+    from embodied.envs.metaworld import register_envs
+
+    METAWORLD_IDS = register_envs()
+
+
+def gym_id(task: str) -> str:
+    """The Gymnasium id of a tabletop family ('reach', or 'suite': every family) or a Meta-World task
+    ('reach-v3')."""
+    if task in ENV_IDS:
+        return ENV_IDS[task]
+    if task in METAWORLD_IDS:
+        return METAWORLD_IDS[task]
+    raise UserError(f"unknown task {task!r}; {available(task)}")
+
+
+def available(task: str = "") -> str:
+    """The tasks there are, for error messages; where metaworld is missing and `task` looks like one of its
+    tasks ('...-v3'), how to get it."""
+    text = f"tabletop families: {FAMILIES}"
+    if METAWORLD_IDS:
+        text += f"; Meta-World tasks: {list(METAWORLD_IDS)}"
+    elif task.endswith("-v3"):
+        text += ("; Meta-World tasks need their own env (metaworld pins another MuJoCo): run `make metaworld`, "
+                 "then the same command with .venv-metaworld/bin/python")
+    return text
+
+
+def expert_for(env: gym.Env, noise: float = 0.0, seed: int | None = None):
+    """The scripted expert of `env`'s task (the Policy contract, with the noise-free action in `label`):
+    the tabletop's planner or Meta-World's own policy."""
+    if METAWORLD_IDS:
+        from embodied.envs.metaworld import MetaWorldEnv, MetaWorldExpert
+
+        if isinstance(env.unwrapped, MetaWorldEnv):
+            return MetaWorldExpert(env, noise=noise, seed=seed)
+    from embodied.envs.experts import ScriptedExpert
+
+    return ScriptedExpert(env, noise=noise, seed=seed)
 
 
 def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "forkserver",
                     autoreset_mode: gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP, **config):
-    """An AsyncVectorEnv of `num_envs` tabletop envs, one process each.
+    """An AsyncVectorEnv of `num_envs` envs of a tabletop family or Meta-World task, one process each.
 
     Workers start from a fork server, not a fork of this process: a process that has rendered holds
     GL state that deadlocks forked children. Observations travel through pipes, not shared memory:
     Gymnasium reads a Text space out of shared memory once, when the vector env is built, so
     instructions would never update.
     """
+    gym_id(family)  # an unknown name fails here, not in every worker
     fns = [partial(_make, family, config) for _ in range(num_envs)]  # unpickling imports this module
     return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context=context, autoreset_mode=autoreset_mode)
 
 
 def _make(family: str, config: dict) -> gym.Env:
-    return gym.make(ENV_IDS[family], **config)
+    return gym.make(gym_id(family), **config)
 
 
-__all__ = ["ENV_IDS", "FAMILIES", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
-           "make_vector_env"]
+__all__ = ["ENV_IDS", "FAMILIES", "METAWORLD_IDS", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
+           "available", "expert_for", "gym_id", "make_vector_env"]

@@ -22,6 +22,7 @@ from embodied.errors import UserError
 INSTRUCTION_CHARS = string.ascii_letters + string.digits + " .,'-_"
 SUITE = "suite"
 MAX_IMAGE = 4096  # pixels per side; MuJoCo's offscreen buffer and memory set the real bound
+CAMERAS = ("front", "wrist")  # the scene's cameras
 
 
 @dataclass
@@ -129,7 +130,7 @@ class TabletopEnv(gym.Env):
         self.controller = ArmController(model, self.action_spec)
         for cam in cfg.cameras:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam) < 0:
-                raise UserError(f"unknown camera {cam!r}; available: ['front', 'wrist']")
+                raise UserError(f"unknown camera {cam!r}; available: {list(CAMERAS)}")
         h, w = cfg.image_size
         obs_space = {
             "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),

@@ -1,4 +1,4 @@
-"""Policy rollouts in the simulated tabletop: success rate per task family."""
+"""Policy rollouts in the simulated tabletop (or Meta-World): success rate per task family (or task)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ EVAL_SEED_START = 1_000_000  # far from every recipe's seeds: evaluation scenes 
 
 
 class RandomPolicy:
-    """Uniform random chunks: the baseline every success table is read against."""
+    """Uniform random chunks: the baseline every success table is read against. `evaluate` sizes its
+    actions to each env's action space (the tabletop's 5, Meta-World's 4)."""
 
     def __init__(self, action_dim: int = 5, horizon: int = 16, seed: int = 0):
         self.action_dim, self.horizon = action_dim, horizon
@@ -48,6 +49,8 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
         n_envs = min(num_envs, episodes)
         venv = make_vector_env(family, n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED,
                                **(env_config or {}))
+        if isinstance(policy, RandomPolicy):
+            policy.action_dim = venv.single_action_space.shape[0]
         successes, failures, filmed = [], Counter(), 0
         for wave in range(0, episodes, n_envs):
             seeds = [seed_start + wave + i for i in range(n_envs)]

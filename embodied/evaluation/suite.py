@@ -57,14 +57,13 @@ def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_S
     the simulator's state, so it runs in this process, one env per family, cameras off)."""
     import gymnasium as gym
 
-    from embodied.envs import ENV_IDS
-    from embodied.envs.experts import ScriptedExpert
+    from embodied.envs import expert_for, gym_id
 
     results = {}
     bar = tqdm(total=episodes * len(families), desc="eval expert", unit="ep", disable=not progress, leave=False)
     for family in families:
-        env = gym.make(ENV_IDS[family], **{**(env_config or {}), "cameras": ()})
-        expert, successes, failures = ScriptedExpert(env), [], Counter()
+        env = gym.make(gym_id(family), **{**(env_config or {}), "cameras": ()})
+        expert, successes, failures = expert_for(env), [], Counter()
         for seed in range(seed_start, seed_start + episodes):
             obs, info = env.reset(seed=seed)
             expert.reset()
@@ -94,7 +93,7 @@ def versions() -> dict:
     from embodied.paths import repo_root
 
     out = {"python": platform.python_version()}
-    for package in ("embodied", "mujoco", "gymnasium", "numpy", "torch", "onnxruntime"):
+    for package in ("embodied", "mujoco", "gymnasium", "numpy", "torch", "onnxruntime", "metaworld"):
         try:
             out[package] = md.version(package)
         except md.PackageNotFoundError:

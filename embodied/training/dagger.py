@@ -48,17 +48,16 @@ def collect_on_policy(policy, store, families: list[str], episodes: int, seed_st
     import gymnasium as gym
 
     from embodied.data.collect import record_episode
-    from embodied.envs import ENV_IDS
-    from embodied.envs.experts import ScriptedExpert
+    from embodied.envs import expert_for, gym_id
 
     rates = {}
     bar = tqdm(total=episodes * len(families), desc="dagger", unit="ep")
     for family in families:
-        env = gym.make(ENV_IDS[family], **(env_config or {}))
+        env = gym.make(gym_id(family), **(env_config or {}))
         wins = 0
         for i in range(episodes):
             seed = seed_start + i
-            driver = OnPolicy(policy, ScriptedExpert(env), beta, replan_every, seed)
+            driver = OnPolicy(policy, expert_for(env), beta, replan_every, seed)
             episode = record_episode(env, driver, seed, clean_labels=True)
             store.append(episode)
             wins += episode.success

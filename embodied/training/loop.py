@@ -242,8 +242,9 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     if val is not None:
         result["val_loss"] = validation_loss(weights, val, language, d.device)
     policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
-    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"]),
-                  "split": result["split"]}
+    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
+    if result["split"] is not None:
+        env_config["split"] = result["split"]
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
                                       env_config=env_config, video_dir=video_dir)
@@ -261,8 +262,13 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     return result
 
 
-def env_config_split(store_attrs: dict) -> str:
-    """The instruction split the store was collected with: evaluation uses the same phrasings."""
+def env_config_split(store_attrs: dict) -> str | None:
+    """The instruction split the store was collected with: evaluation uses the same phrasings. None for a
+    store of another robot than the tabletop's (Meta-World's sawyer: one instruction per task)."""
+    from embodied.data.collect import ROBOT
+
+    if store_attrs.get("robot", ROBOT) != ROBOT:
+        return None
     return store_attrs.get("recipe", {}).get("split", "train")
 
 

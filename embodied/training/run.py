@@ -33,14 +33,15 @@ def run(cfg: TrainConfig) -> dict:
     if rank != 0 or "rollouts" not in result:
         return {}
     families = [f for f in result["rollouts"] if f != "mean"]
-    split = result.get("split", "train")
+    split = result.get("split", "train")  # None: not the tabletop (Meta-World has one instruction per task)
     columns = {"VLA": result["rollouts"]}
     if cfg.random_baseline:  # the random policy sees nothing, so its envs render nothing (several times faster)
         columns["random policy"] = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
-                                            env_config={"cameras": (), "split": split})
+                                            env_config={"cameras": ()} | ({"split": split} if split else {}))
     console = Console()
+    phrasing = f"{split} instructions, " if split else ""
     console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family, "
-                                f"{split} instructions, [95% interval] (step {result['step']}, val loss "
+                                f"{phrasing}[95% interval] (step {result['step']}, val loss "
                                 f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
     out = runs / cfg.name / "eval.json"

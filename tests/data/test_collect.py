@@ -48,6 +48,17 @@ def test_bad_recipes_are_refused(tmp_path, fields, match):
         load_recipe("no_such_recipe")
 
 
+def test_metaworld_recipe_without_metaworld_says_how(tmp_path):
+    from embodied.envs import METAWORLD_IDS
+
+    if METAWORLD_IDS:
+        pytest.skip("metaworld is installed here (tests/envs/test_metaworld.py covers its recipes)")
+    with pytest.raises(ValueError, match=r"make metaworld.*\.venv-metaworld/bin/python"):
+        load_recipe("mt10")
+    with pytest.raises(ValueError, match="unknown families \\['reach-v3'\\].*make metaworld"):
+        load_recipe(write_recipe(tmp_path / "r.yaml", families=["reach-v3"]))
+
+
 def test_collect_script_is_parallel_and_resumable(tmp_path):
     recipe, out = write_recipe(tmp_path / "tiny.yaml"), tmp_path / "tiny.zarr"
     run("scripts/collect_demos.py", str(recipe), "--out", str(out), "--workers", "2")

@@ -146,6 +146,12 @@ def test_vector_env_carries_fresh_instructions():
     venv.close()
 
 
+def test_unknown_task_names_what_is_available():
+    assert envs.gym_id("reach") == "embodied/Reach-v0" and envs.gym_id("suite") == "embodied/Tabletop-v0"
+    with pytest.raises(ValueError, match=r"unknown task 'juggle'; tabletop families: \['reach'"):
+        envs.make_vector_env("juggle", num_envs=1)  # in this process, before any worker starts
+
+
 @pytest.mark.parametrize("overrides, field", [
     ({"image_size": (0, 0)}, "image_size"), ({"image_size": (96,)}, "image_size"),
     ({"render_size": (64, -1)}, "render_size"), ({"ctrl_dt": 0}, "ctrl_dt"), ({"sim_dt": float("nan")}, "sim_dt"),
