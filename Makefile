@@ -40,7 +40,8 @@ $(STAMP): pyproject.toml requirements.lock
 test: setup
 	@command -v chromedriver >/dev/null || { echo "installing chromium chromium-driver (the sim page's test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver \
+	  || echo "WARNING: could not install chromium; the sim page's browser test will be skipped"; }
 	$(PY) -m pytest -q -n 2
 
 train: setup
