@@ -14,6 +14,8 @@ import concurrent.futures
 import contextlib
 import os
 import signal
+import sys
+import threading
 from dataclasses import dataclass
 
 import tyro
@@ -63,6 +65,13 @@ def main(args: Args) -> None:
         from embodied.interactive.web import serve
 
         print(f"web view: {serve(runner, args.host, args.port)}", flush=True)
+    if args.web and not sys.stdin.isatty():  # a service (nohup, systemd, docker): the page alone drives it
+        print("no terminal: the page drives the sim; Ctrl-C (SIGINT) ends it", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+        runner.close()
+        print("bye", flush=True)
+        return
     prompt = PromptSession(history=InMemoryHistory())
     with patch_stdout() if args.web else contextlib.nullcontext():  # the page's output lands above the prompt
         while True:
