@@ -14,7 +14,6 @@ the images show only as a small site (a few pixels at 96x96).
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from numbers import Integral
@@ -24,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from embodied.envs.rendering import CameraRenderer, mujoco
-from embodied.envs.tabletop import INSTRUCTION_CHARS, MAX_IMAGE
+from embodied.envs.tabletop import INSTRUCTION_CHARS, MAX_IMAGE, substeps, with_overrides
 from embodied.envs.tasks import MAX_INSTRUCTION
 from embodied.errors import UserError
 from embodied.specs import ActionSpec, StateSpec
@@ -106,10 +105,7 @@ class MetaWorldConfig:
 
     @property
     def substeps(self) -> int:
-        n = round(self.ctrl_dt / self.sim_dt)
-        if self.sim_dt <= 0 or n < 1 or abs(n * self.sim_dt - self.ctrl_dt) > 1e-9:
-            raise UserError(f"ctrl_dt={self.ctrl_dt} must be a positive multiple of sim_dt={self.sim_dt}")
-        return n
+        return substeps(self.ctrl_dt, self.sim_dt)
 
 
 def default_config() -> MetaWorldConfig:
@@ -117,11 +113,7 @@ def default_config() -> MetaWorldConfig:
 
 
 def make_config(**overrides) -> MetaWorldConfig:
-    known = {f.name for f in dataclasses.fields(MetaWorldConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise TypeError(f"unknown metaworld config keys {sorted(unknown)}; valid keys: {sorted(known)}")
-    return dataclasses.replace(default_config(), **overrides)
+    return with_overrides(default_config(), "metaworld", overrides)
 
 
 def level_cameras(model: mujoco.MjModel, data: mujoco.MjData) -> None:

@@ -84,10 +84,7 @@ class TabletopConfig:
 
     @property
     def substeps(self) -> int:
-        n = round(self.ctrl_dt / self.sim_dt)
-        if n < 1 or abs(n * self.sim_dt - self.ctrl_dt) > 1e-9:
-            raise UserError(f"ctrl_dt={self.ctrl_dt} must be a positive multiple of sim_dt={self.sim_dt}")
-        return n
+        return substeps(self.ctrl_dt, self.sim_dt)
 
 
 def default_config() -> TabletopConfig:
@@ -95,12 +92,24 @@ def default_config() -> TabletopConfig:
 
 
 def make_config(**overrides) -> TabletopConfig:
-    """default_config() with overrides; unknown keys name the valid ones."""
-    known = {f.name for f in dataclasses.fields(TabletopConfig)}
+    return with_overrides(default_config(), "tabletop", overrides)
+
+
+def with_overrides(config, kind: str, overrides: dict):
+    """An env's default config with overrides (any env's); unknown keys name the valid ones."""
+    known = {f.name for f in dataclasses.fields(config)}
     unknown = set(overrides) - known
     if unknown:
-        raise TypeError(f"unknown tabletop config keys {sorted(unknown)}; valid keys: {sorted(known)}")
-    return dataclasses.replace(default_config(), **overrides)
+        raise TypeError(f"unknown {kind} config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+    return dataclasses.replace(config, **overrides)
+
+
+def substeps(ctrl_dt: float, sim_dt: float) -> int:
+    """Physics steps per control step; ctrl_dt must be a whole multiple of sim_dt (any env's)."""
+    n = round(ctrl_dt / sim_dt) if sim_dt > 0 else 0
+    if n < 1 or abs(n * sim_dt - ctrl_dt) > 1e-9:
+        raise UserError(f"ctrl_dt={ctrl_dt} must be a positive multiple of sim_dt={sim_dt}")
+    return n
 
 
 class TabletopEnv(gym.Env):
