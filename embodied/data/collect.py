@@ -66,8 +66,10 @@ class _Worker:
             self.envs[family] = gym.make(gym_id(family), **self.recipe.env_config())
         env = self.envs[family]
         expert = expert_for(env, noise=self.recipe.expert_noise, seed=seed)
-        return record_episode(env, expert, seed, options=reset_options(env, seed),
-                              clean_labels=self.recipe.clean_labels)
+        ep = record_episode(env, expert, seed, options=reset_options(env, seed), clean_labels=self.recipe.clean_labels)
+        if self.recipe.drop_actions:  # video only, as it would come from elsewhere
+            ep.action = ep.state = ep.focus = None
+        return ep
 
 
 def reset_options(env: gym.Env, seed: int) -> dict | None:
@@ -114,7 +116,8 @@ def recipe_signature(recipe: dict) -> dict:
     """What makes two collections of a recipe the same data (the episode count may grow)."""
     return {"cameras": list(recipe.get("cameras", [])), "image_size": list(recipe.get("image_size", [])),
             "expert_noise": recipe.get("expert_noise"), "clean_labels": recipe.get("clean_labels", False),
-            "split": recipe.get("split")}
+            "split": recipe.get("split"), "drop_actions": recipe.get("drop_actions", False),
+            "env": recipe.get("env", {})}
 
 
 def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool = True) -> EpisodeStore:

@@ -41,6 +41,12 @@ class Recipe:
     Tabletop only (a Meta-World task has one instruction)."""
     keep_failures: bool = False
     """Also keep episodes the expert failed (marked success=False)."""
+    drop_actions: bool = False
+    """Record video only: no actions, states or privileged focus (has_actions false), as a video of people
+    or another robot would come; for pretraining on action-free video (scripts/label_video.py)."""
+    env: dict = field(default_factory=dict)
+    """Extra tabletop config, e.g. {front_offset: [-0.2, 0.25, 0.1], light_tint: [1.0, 0.8, 0.6]}: video
+    from another camera placement or look than the policy's."""
     description: str = ""
     """What this recipe is for."""
 
@@ -53,7 +59,7 @@ class Recipe:
 
     def env_config(self) -> dict:
         config = {"image_size": tuple(self.image_size), "cameras": tuple(self.cameras)}
-        return config if self.metaworld else config | {"split": self.split}
+        return config if self.metaworld else config | {"split": self.split} | self.env
 
 
 def recipes_dir() -> Path:
@@ -101,6 +107,17 @@ def _check(r: Recipe, path: Path) -> None:
         raise UserError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
     if r.split not in ("train", "heldout", "all"):
         raise UserError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
+    if r.metaworld and r.env:
+        raise UserError(f"{path}: env applies to the tabletop's config; leave it out for Meta-World tasks")
+    if not r.metaworld and r.env:
+        from embodied.envs.tabletop import make_config
+
+        if {"image_size", "cameras", "split"} & set(r.env):
+            raise UserError(f"{path}: set image_size, cameras and split as recipe keys, not under env")
+        try:
+            make_config(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.env.items()})
+        except TypeError as e:
+            raise UserError(f"{path}: env: {e}") from None
     if r.metaworld and r.split != "train":
         raise UserError(f"{path}: split applies to tabletop instructions; a Meta-World task has one, so leave it out")
     if r.metaworld:

@@ -98,3 +98,46 @@ class WindowDataset(Dataset):
             "episode": ep,
             "frame": int(t - start),
         }
+
+
+class VideoMix(Dataset):
+    """Demonstration windows, then windows of a video store made trainable by scripts/label_video.py.
+
+    Items gain `weight` (1 for demonstrations, `video_weight` for video). With latent-action codes (the
+    video store's action spec has kind 'latent'), every item also has `latent` int64 (H, G): a video item's
+    codes (-1 past its end) with its action masked out; a demonstration's all -1.
+    """
+
+    def __init__(self, demos: WindowDataset, video: WindowDataset, video_weight: float, action_dim: int):
+        self.demos, self.video, self.video_weight, self.action_dim = demos, video, video_weight, action_dim
+        spec = video.store.attrs.get("action_spec") or {}
+        self.latent = spec.get("kind") == "latent"
+        self.groups = int(spec.get("groups", 0))
+        self.stats = demos.stats
+
+    def __len__(self) -> int:
+        return len(self.demos) + len(self.video)
+
+    def sample_groups(self, video_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(label per sample, probability per label in np.unique order): families are drawn equally within
+        each source, and video gets `video_fraction` of the draws."""
+        labels = np.array([f"demo:{f}" for f in self.demos.sample_families]
+                          + [f"video:{f}" for f in self.video.sample_families])
+        names = np.unique(labels)
+        is_video = np.array([n.startswith("video:") for n in names])
+        prob = np.where(is_video, video_fraction / is_video.sum(), (1 - video_fraction) / (~is_video).sum())
+        return labels, prob
+
+    def __getitem__(self, i: int) -> dict:
+        h = self.demos.action_horizon
+        if i < len(self.demos):
+            item = self.demos[i] | {"weight": np.float32(1.0)}
+            if self.latent:
+                item["latent"] = np.full((h, self.groups), -1, np.int64)
+            return item
+        item = self.video[i - len(self.demos)] | {"weight": np.float32(self.video_weight)}
+        if self.latent:
+            codes = np.where(item["action_mask"][:, None], item["action"], -1).astype(np.int64)  # (H, G)
+            item |= {"latent": codes, "action": np.zeros((h, self.action_dim), np.float32),
+                     "action_mask": np.zeros(h, bool)}
+        return item

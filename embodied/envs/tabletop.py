@@ -57,6 +57,11 @@ class TabletopConfig:
     """Physics steps run after reset so objects come to rest."""
     families: tuple[str, ...] = field(default_factory=tuple)
     """Families a suite env samples from (empty = all)."""
+    front_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Move the front camera by this much (m, world x y z; it keeps looking at the workspace): video from
+    another camera placement than the policy's."""
+    light_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Scale the lights' color (r, g, b): another look, e.g. warm indoor light (1.0, 0.8, 0.6)."""
 
     def __post_init__(self):
         """Reject values that would fail later, deep inside MuJoCo or OpenGL, naming the field."""
@@ -76,6 +81,13 @@ class TabletopConfig:
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < 0:
                 raise UserError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("front_offset", "light_tint"):
+            value = getattr(self, name)
+            if not (isinstance(value, (tuple, list)) and len(value) == 3
+                    and all(isinstance(v, Real) and abs(v) < 10 for v in value)):
+                raise UserError(f"{name} must be three numbers (x, y, z or r, g, b), got {value!r}")
+        if min(self.light_tint) < 0:
+            raise UserError(f"light_tint must be >= 0, got {self.light_tint!r}")
         if self.action_type not in ("ee_delta", "joint_pos"):
             raise UserError(f"action_type must be 'ee_delta' or 'joint_pos', got {self.action_type!r}")
         if self.split not in ("train", "heldout", "all"):
@@ -140,6 +152,12 @@ class TabletopEnv(gym.Env):
         for cam in cfg.cameras:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, cam) < 0:
                 raise UserError(f"unknown camera {cam!r}; available: {list(CAMERAS)}")
+        model.cam_pos[model.camera("front").id] += np.asarray(cfg.front_offset)
+        tint = np.asarray(cfg.light_tint)
+        model.light_diffuse[:] *= tint
+        model.light_ambient[:] *= tint
+        model.vis.headlight.diffuse[:] *= tint
+        model.vis.headlight.ambient[:] *= tint
         h, w = cfg.image_size
         obs_space = {
             "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),

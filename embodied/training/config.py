@@ -28,6 +28,13 @@ class TrainConfig:
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None
     """Use this store instead of the recipe's."""
+    video_store: Path | None = None
+    """Action-free video made trainable by scripts/label_video.py (inverse-dynamics pseudo-labels or
+    latent-action codes), mixed into every batch."""
+    video_fraction: float = 0.5
+    """Share of every batch drawn from --video-store."""
+    video_weight: float = 0.5
+    """Loss weight of the video samples (pseudo-labels and latent codes are noisier than demonstrations)."""
     steps: int = 3000
     """Optimizer steps (the learning-rate schedule spans them)."""
     stop_at: int | None = None

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from embodied.adapters.lora import base_hash
 from embodied.data.store import EpisodeStore
-from embodied.data.windows import WindowDataset, split_episodes
+from embodied.data.windows import VideoMix, WindowDataset, split_episodes
 from embodied.errors import UserError
 from embodied.policies.config import config_from_dict, load_preset
 from embodied.policies.language import LanguageEncoder
@@ -35,9 +35,10 @@ class StepBatches(torch.utils.data.Sampler):
     families with short episodes (reach: 8 steps) are not drowned by long ones (place: 44)."""
 
     def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank: int,
-                 groups: np.ndarray | None = None):
+                 groups: np.ndarray | None = None, group_prob: np.ndarray | None = None):
         self.n, self.batch, self.seed, self.start, self.steps, self.rank = n, batch, seed, start, steps, rank
         self.members = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else None
+        self.group_prob = group_prob  # per group in np.unique order (default: equal)
 
     def __iter__(self):
         for step in range(self.start, self.steps):
@@ -45,7 +46,7 @@ class StepBatches(torch.utils.data.Sampler):
             if self.members is None:
                 yield rng.integers(0, self.n, self.batch).tolist()
             else:
-                picks = rng.integers(0, len(self.members), self.batch)
+                picks = rng.choice(len(self.members), self.batch, p=self.group_prob)
                 yield [int(self.members[g][rng.integers(len(self.members[g]))]) for g in picks]
 
     def __len__(self):
@@ -78,6 +79,13 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
     language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
     families = sorted(set(store.meta("family").tolist()))
+    if cfg.video_store:  # action-free video, pseudo-labelled or with latent-action codes, in every batch
+        if not (0 < cfg.video_fraction < 1 and cfg.video_weight >= 0):
+            raise UserError(f"video_fraction must be in (0, 1) and video_weight >= 0; got {cfg.video_fraction}, "
+                            f"{cfg.video_weight}")
+        data = VideoMix(data, video_windows(cfg.video_store, store, pcfg), cfg.video_weight, store.actions().shape[1])
+        if data.latent:
+            pcfg = latent_config(pcfg, data.video.store.attrs["action_spec"], from_base=base is not None)
 
     # ---- model, optimizer, schedule ---------------------------------------------------------------
     model = VLA(pcfg, store.cameras, tuple(store.attrs["image_size"]), store.states().shape[1],
@@ -116,8 +124,12 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and d.device.type == "cuda")
 
     end = min(cfg.steps, cfg.stop_at or cfg.steps)
-    groups = data.sample_families if cfg.balance_families else None
-    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups)
+    if isinstance(data, VideoMix):
+        groups, group_prob = data.sample_groups(cfg.video_fraction)
+    else:
+        groups, group_prob = data.sample_families if cfg.balance_families else None, None
+    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups,
+                          group_prob)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0)
     log = MetricsLog(run_dir / "metrics.csv") if d.main else None
@@ -188,16 +200,46 @@ class Objective(torch.nn.Module):
 
 
 def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch.device) -> dict:
-    """A collated window batch -> VLA.loss inputs (normalized, on device)."""
+    """A collated window batch -> VLA.loss inputs (normalized, on device). Video has no states: those
+    samples get the mean state (0 once normalized)."""
     lang, mask = language.encode(list(batch["instruction"]))
-    return {
+    inputs = {
         "images": {c: v.to(device, non_blocking=True) for c, v in batch["images"].items()},
-        "state": model.normalize_state(batch["state"].to(device).float()),
+        "state": model.normalize_state(batch["state"].to(device).float()).nan_to_num(0.0),
         "lang": lang.to(device), "lang_mask": mask.to(device),
         "action": model.normalize_action(batch["action"].to(device).float()),
         "action_mask": batch["action_mask"].to(device),
         "focus": batch["focus"].to(device).float() / FOCUS_SCALE,
     }
+    for key in ("weight", "latent"):  # from VideoMix
+        if key in batch:
+            inputs[key] = batch[key].to(device)
+    return inputs
+
+
+def video_windows(path: Path, demos: EpisodeStore, pcfg) -> WindowDataset:
+    """Windows of a labelled video store, checked to fit the demonstrations' cameras and image size."""
+    video = EpisodeStore.open(path)
+    if not set(demos.cameras) <= set(video.cameras) or video.attrs["image_size"] != demos.attrs["image_size"]:
+        raise UserError(f"--video-store {path} has cameras {video.cameras} at {video.attrs['image_size']}; the "
+                        f"demonstrations have {demos.cameras} at {demos.attrs['image_size']}")
+    kind = (video.attrs.get("action_spec") or {}).get("kind")
+    if not video.meta("has_actions").any() or not ("pseudo_labels" in video.attrs or kind == "latent"):
+        raise UserError(f"--video-store {path} carries neither inverse-dynamics labels nor latent actions; make "
+                        "one with scripts/label_video.py idm|latent")
+    return WindowDataset(path, pcfg.obs_horizon, pcfg.action_horizon, cameras=demos.cameras)
+
+
+def latent_config(pcfg, spec: dict, from_base: bool):
+    """The model config with the video's latent-action codebook (a base must already have the same one)."""
+    want = {"latent_codes": int(spec["codes"]), "latent_groups": int(spec["groups"]),
+            "latent_stride": int(spec["stride"])}
+    if from_base:
+        have = {k: getattr(pcfg, k) for k in want}
+        if have != want:
+            raise UserError(f"the video's latent actions {want} do not match the base's {have}")
+        return pcfg
+    return dataclasses.replace(pcfg, **want)
 
 
 def _split(batch: dict, parts: int) -> list[dict]:

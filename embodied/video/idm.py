@@ -1,0 +1,172 @@
+"""Inverse dynamics (as in VPT): frames t and t+k -> the k actions between, learned on episodes that have
+actions, then used to label action-free video so the VLA can pretrain on it.
+
+    model, report = train_idm("datasets/vp_labelled.zarr")
+    save(model, "policies/runs/idm")                # model.safetensors + model.json
+    label_store(model, "datasets/vp_video.zarr", "datasets/vp_video_idm.zarr")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from embodied.data.store import EpisodeStore
+from embodied.data.windows import split_episodes
+from embodied.errors import UserError
+from embodied.video.pairs import FramePairs, PairEncoder, batches, pair_input, write_labelled
+
+
+class InverseDynamics(nn.Module):
+    """(before, after) uint8 (B, C, H, W, 3) each -> normalized actions (B, k, A) in [-1, 1]."""
+
+    def __init__(self, cameras: list[str], image_size: tuple[int, int], stride: int, action_dim: int,
+                 action_low: list[float], action_high: list[float], width: int = 32, action_spec: dict | None = None):
+        super().__init__()
+        self.meta = {"kind": "idm", "cameras": list(cameras), "image_size": list(image_size), "stride": stride,
+                     "action_dim": action_dim, "action_low": list(action_low), "action_high": list(action_high),
+                     "width": width, "action_spec": action_spec or {}}
+        self.stride, self.action_dim = stride, action_dim
+        self.encoder = PairEncoder(len(cameras), stride * action_dim, width)
+        self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
+        self.register_buffer("high", torch.tensor(action_high, dtype=torch.float32))
+
+    def forward(self, before, after, generator=None, augment: bool = False) -> torch.Tensor:
+        x = pair_input(before, after, generator, augment)
+        return torch.tanh(self.encoder(x)).unflatten(-1, (self.stride, self.action_dim))  # (B, k, A)
+
+    def normalize(self, action: torch.Tensor) -> torch.Tensor:
+        return 2 * (action - self.low) / (self.high - self.low).clamp(min=1e-6) - 1
+
+    def denormalize(self, action: torch.Tensor) -> torch.Tensor:
+        return self.low + (action + 1) / 2 * (self.high - self.low)
+
+
+def train_idm(store_path: str | Path, stride: int = 4, steps: int = 1500, batch: int = 64, lr: float = 1e-3,
+              val_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> tuple[InverseDynamics, dict]:
+    """Train on a store's episodes with actions (a seeded split by episode holds some out); the report
+    holds the held-out label error against a mean predictor's."""
+    store = EpisodeStore.open(store_path)
+    has = np.flatnonzero(store.meta("has_actions").astype(bool))
+    if len(has) < 2:
+        raise UserError(f"{store_path}: inverse dynamics learns from episodes with actions; it has {len(has)}")
+    train_idx, val_idx = split_episodes(len(has), val_fraction, seed)
+    train_eps, val_eps = has[train_idx], has[val_idx]
+    stats = store.stats()["action"]
+    torch.manual_seed(seed)
+    model = InverseDynamics(store.cameras, tuple(store.attrs["image_size"]), stride, store.actions().shape[1],
+                            stats["min"], stats["max"], action_spec=store.attrs.get("action_spec"))
+    data = FramePairs(store_path, stride, train_eps)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    gen = torch.Generator().manual_seed(seed)
+    bar = tqdm(batches(data, batch, steps, seed), total=steps, desc="train inverse dynamics", unit="step",
+               disable=not progress)
+    model.train()
+    for step, b in enumerate(bar):
+        pred = model(b["before"], b["after"], gen, augment=True)
+        loss = (pred - model.normalize(b["action"])).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(l1=f"{float(loss.detach()):.4f}")
+    model.eval()
+    report = {"train_episodes": len(train_eps), "steps": steps,
+              "mean_action": [float(v) for v in store.actions()[data.frames].mean(0)]}
+    if len(val_eps):
+        report["heldout"] = label_error(model, store_path, val_eps, report["mean_action"])
+    return model, report
+
+
+@torch.no_grad()
+def label_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> np.ndarray:
+    """Actions (T, A) for one episode's frames {camera: uint8 (T, H, W, 3)}: every frame's action is the
+    mean of the predictions of all k-frame pairs that span it; the last action repeats the one before."""
+    cams = model.meta["cameras"]
+    frames = torch.from_numpy(np.stack([images[c] for c in cams], 1))  # (T, C, H, W, 3)
+    t, k = len(frames), model.stride
+    total = np.zeros((t, model.action_dim), np.float64)
+    count = np.zeros(t)
+    if t > k:
+        pred = []
+        for lo in range(0, t - k, 256):
+            hi = min(lo + 256, t - k)
+            pred.append(model.denormalize(model(frames[lo:hi], frames[lo + k: hi + k])).numpy())
+        pred = np.concatenate(pred)  # (T-k, k, A): pair starting at s predicts actions s .. s+k-1
+        for j in range(k):
+            total[j: j + len(pred)] += pred[:, j]
+            count[j: j + len(pred)] += 1
+    known = count > 0
+    if not known.any():
+        raise UserError(f"an episode of {t} frames is too short for inverse dynamics over {k} frames")
+    labels = total / np.maximum(count, 1)[:, None]
+    last = np.flatnonzero(known)[-1]
+    labels[last + 1:] = labels[last]
+    return labels.astype(np.float32)
+
+
+def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_action) -> dict:
+    """Mean |label - true action| over the episodes' frames (env units, all dimensions), for the IDM's labels
+    and for a predictor that always answers the mean training action."""
+    store = EpisodeStore.open(store_path)
+    idm, mean, n = 0.0, 0.0, 0
+    for e in episodes:
+        ep = store.episode(int(e))
+        if ep.action is None:
+            raise UserError(f"{store_path}: episode {e} has no actions to compare labels with")
+        idm += float(np.abs(label_episode(model, ep.images) - ep.action).sum())
+        mean += float(np.abs(np.asarray(mean_action) - ep.action).sum())
+        n += ep.action.size
+    return {"episodes": len(episodes), "idm_error": idm / n, "mean_error": mean / n}
+
+
+def label_store(model: InverseDynamics, video: str | Path, out: str | Path, source: str = "") -> EpisodeStore:
+    """A copy of the video store with inverse-dynamics actions in every episode (pseudo-labels: the store's
+    `pseudo_labels` attribute says so and where they came from)."""
+    store = EpisodeStore.open(video)
+    _check_fits(model.meta, store, video)
+    return write_labelled(store, Path(out), lambda i, ep: label_episode(model, ep.images), model.action_dim,
+                          model.meta["action_spec"],
+                          {"pseudo_labels": {"model": source or "inverse dynamics", "stride": model.stride}},
+                          desc="label video (inverse dynamics)")
+
+
+def _check_fits(meta: dict, store: EpisodeStore, path) -> None:
+    if not set(meta["cameras"]) <= set(store.cameras) or list(store.attrs["image_size"]) != meta["image_size"]:
+        raise UserError(f"{path} has cameras {store.cameras} at {store.attrs['image_size']}; the model was trained "
+                        f"on {meta['cameras']} at {meta['image_size']}")
+
+
+def save(model: nn.Module, folder: str | Path, report: dict | None = None) -> Path:
+    """model.safetensors + model.json (what builds it, and its training report)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    (folder / "model.json").write_text(json.dumps({**model.meta, "report": report or {}}, indent=2))
+    return folder
+
+
+def load(folder: str | Path) -> nn.Module:
+    """An inverse-dynamics or latent-action model saved by `save`."""
+    from embodied.video.latent import LatentActionModel
+
+    folder = Path(folder)
+    if not (folder / "model.json").is_file():
+        raise UserError(f"{folder}: no model.json; expected a folder written by scripts/label_video.py")
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("report", None)
+    kind = meta.pop("kind", None)
+    builders = {"idm": InverseDynamics, "latent": LatentActionModel}
+    if kind not in builders:
+        raise UserError(f"{folder}: unknown model kind {kind!r}; expected one of {sorted(builders)}")
+    model = builders[kind](**meta)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return model.eval()

@@ -1,0 +1,123 @@
+"""Make action-free video trainable: label it with actions from an inverse-dynamics model (idm), or with
+latent-action codes (latent). Either writes a new store (the video is left as it is) that
+`scripts/train_vla.py --video-store` mixes into pretraining.
+
+    python scripts/label_video.py idm --labelled datasets/vp_labelled.zarr --video datasets/vp_video.zarr
+    python scripts/label_video.py latent --stores datasets/vp_labelled.zarr datasets/vp_video.zarr \\
+        --video datasets/vp_video.zarr
+    python scripts/train_vla.py --dataset vp_labelled --video-store datasets/vp_video_idm.zarr
+
+The model is saved in policies/runs/<out name>/ (model.safetensors, model.json with its held-out figures);
+--model reuses a saved one instead of training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from embodied.errors import UserError, cli
+from embodied.paths import repo_root
+
+
+@dataclass
+class Idm:
+    """Inverse dynamics (frames t, t+k -> the k actions between), trained on demonstrations with actions."""
+
+    video: Path
+    """The action-free video store to label."""
+    labelled: Path | None = None
+    """Demonstrations with actions to learn from (the same cameras and image size)."""
+    model: Path | None = None
+    """A saved model folder to label with instead of training one."""
+    out: Path | None = None
+    """The labelled store (default: next to the video, <name>_idm.zarr)."""
+    check: Path | None = None
+    """A store of video like --video's but with its actions, to measure the labels' error where they are used."""
+    stride: int = 4
+    """k: frames between the two of a pair."""
+    steps: int = 1500
+    batch: int = 64
+    seed: int = 0
+
+    def run(self) -> None:
+        from embodied.video import idm
+
+        out = self.out or self.video.with_name(self.video.stem + "_idm.zarr")
+        _check_out(out)
+        if self.model:
+            model, report = idm.load(self.model), {}
+        elif self.labelled:
+            model, report = idm.train_idm(self.labelled, self.stride, self.steps, self.batch, seed=self.seed)
+        else:
+            raise UserError("pass --labelled STORE (demonstrations to learn from) or --model FOLDER")
+        if self.check:
+            from embodied.data.store import EpisodeStore
+
+            n = EpisodeStore.open(self.check).num_episodes
+            mean = report.get("mean_action") or model.meta["action_low"]
+            report["check"] = idm.label_error(model, self.check, range(n), mean)
+        _report(report)
+        folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
+        idm.label_store(model, self.video, out, source=str(folder))
+        print(f"wrote {out} (labels from {folder})")
+
+
+@dataclass
+class Latent:
+    """Latent actions: a VQ code per frame pair, learned from video alone (any stores, actions unused)."""
+
+    video: Path
+    """The action-free video store to label."""
+    stores: tuple[Path, ...] = ()
+    """Video to learn the codes from (default: --video alone); the first store's actions, if it has them,
+    only measure what the codes say about actions."""
+    model: Path | None = None
+    """A saved model folder to label with instead of training one."""
+    out: Path | None = None
+    """The labelled store (default: next to the video, <name>_latent.zarr)."""
+    stride: int = 4
+    codes: int = 16
+    """Codebook size K."""
+    groups: int = 2
+    """Codes per latent action."""
+    steps: int = 1500
+    batch: int = 64
+    seed: int = 0
+
+    def run(self) -> None:
+        from embodied.video import idm, latent
+
+        out = self.out or self.video.with_name(self.video.stem + "_latent.zarr")
+        _check_out(out)
+        if self.model:
+            model, report = idm.load(self.model), {}
+        else:
+            model, report = latent.train_latent(list(self.stores or [self.video]), self.stride, self.codes,
+                                                self.groups, self.steps, self.batch, seed=self.seed)
+        _report(report)
+        folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
+        latent.label_store(model, self.video, out, source=str(folder))
+        print(f"wrote {out} (codes from {folder})")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists():
+        raise UserError(f"{out} already exists; delete it or pass another --out")
+
+
+def _report(report: dict) -> None:
+    if report:
+        print(json.dumps({k: v for k, v in report.items() if k != "mean_action"}, indent=2))
+
+
+def main(cmd: Annotated[Idm, tyro.conf.subcommand("idm")] | Annotated[Latent, tyro.conf.subcommand("latent")]):
+    cmd.run()
+
+
+if __name__ == "__main__":
+    cli(lambda: tyro.cli(main))

@@ -1,0 +1,133 @@
+"""Pretraining on action-free video: inverse dynamics, latent actions, labelled stores, the mixed loop and
+the experiment script end to end on tiny stores."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from embodied.data.collect import collect
+from embodied.data.recipes import Recipe
+from embodied.data.store import EpisodeStore
+from embodied.data.verify import verify
+from embodied.errors import UserError
+from embodied.policies.config import load_preset
+from embodied.policies.model import VLA
+from embodied.training.config import TrainConfig
+from embodied.training.loop import train
+from embodied.video import idm, latent
+
+ROOT = Path(__file__).resolve().parents[2]
+STYLE = {"front_offset": [0.0, 0.2, -0.1], "light_tint": [1.0, 0.8, 0.6]}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("video")
+    labelled = Recipe(name="l", families=["reach", "push"], episodes_per_family=8, image_size=(32, 32),
+                      expert_noise=0.3)
+    video = Recipe(name="v", families=["reach", "push"], episodes_per_family=3, image_size=(32, 32),
+                   expert_noise=0.3, seed_start=5000, drop_actions=True, env=STYLE)
+    return {"labelled": collect(labelled, folder / "l.zarr", workers=1, progress=False).path,  # 1: same order
+            "video": collect(video, folder / "v.zarr", workers=1, progress=False).path}
+
+
+def test_video_recipe_records_no_actions_or_states(stores):
+    video = EpisodeStore.open(stores["video"])
+    assert not video.meta("has_actions").any() and not video.meta("has_states").any()
+    assert np.isnan(video.actions()).all() and np.isnan(video.states()).all()
+    assert video.attrs["recipe"]["env"] == STYLE
+
+
+def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores):
+    model, report = idm.train_idm(stores["labelled"], steps=300, batch=32, val_fraction=0.25, progress=False)
+    held = report["heldout"]
+    assert held["episodes"] == 4
+    assert held["idm_error"] < 0.85 * held["mean_error"], held  # lands near 0.5-0.6 of it
+
+
+def test_latent_codes_are_used_not_collapsed(stores):
+    model, report = latent.train_latent([stores["labelled"], stores["video"]], codes=8, groups=1, steps=150,
+                                        batch=32, progress=False)
+    usage = report["heldout"]
+    assert usage["codes_over_1pct"][0] >= 3, usage  # collapse would leave one code
+    assert usage["perplexity"][0] > 2.0, usage
+
+
+def test_labelled_stores_are_valid_stores_and_the_video_is_untouched(stores, tmp_path):
+    model, _ = idm.train_idm(stores["labelled"], steps=2, batch=8, val_fraction=0.0, progress=False)
+    lam, _ = latent.train_latent([stores["video"]], codes=8, groups=2, steps=2, batch=8, progress=False)
+    before = sorted(p.name for p in Path(stores["video"]).rglob("*"))
+    video = EpisodeStore.open(stores["video"])
+    for kind, out in (("idm", idm.label_store(model, stores["video"], tmp_path / "p.zarr")),
+                      ("latent", latent.label_store(lam, stores["video"], tmp_path / "q.zarr"))):
+        report = verify(out.path, progress=False)
+        assert report.whole, report
+        assert out.num_episodes == video.num_episodes and out.num_frames == video.num_frames
+        assert out.meta("has_actions").all() and not out.meta("has_states").any()
+        np.testing.assert_array_equal(out.frames("front", np.arange(5)), video.frames("front", np.arange(5)))
+        if kind == "idm":
+            assert "pseudo_labels" in out.attrs and out.actions().shape[1] == 5
+            assert np.isfinite(out.actions()).all()
+        else:
+            codes = out.actions()
+            assert out.attrs["action_spec"]["kind"] == "latent" and codes.shape[1] == 2
+            assert set(np.unique(codes)) <= set(range(-1, 8))
+            last = np.r_[0, out.episode_ends][1:] - 1
+            assert (codes[last] == -1).all()  # no pair starts at an episode's last frame
+    assert sorted(p.name for p in Path(stores["video"]).rglob("*")) == before
+    with pytest.raises(UserError, match="already exists"):
+        idm.label_store(model, stores["video"], tmp_path / "p.zarr")
+
+
+def test_latent_queries_do_not_change_the_action_chunk():
+    cfg = load_preset("tiny", latent_codes=8, latent_groups=2)
+    model = VLA(cfg, ["front"], (32, 32), 4, 3).eval()
+    g = torch.Generator().manual_seed(0)
+    images = {"front": torch.randint(0, 256, (2, 1, 32, 32, 3), generator=g, dtype=torch.uint8)}
+    mask = torch.arange(16)[None] < torch.tensor([[5], [9]])  # (2, 16) instruction tokens
+    args = (images, torch.randn(2, 1, 4, generator=g), torch.randn(2, 16, 384, generator=g), mask)
+    out = model.outputs(*args, with_latent=True)
+    assert out["latent"].shape == (2, 16 // 4, 2, 8)
+    torch.testing.assert_close(out["chunk"], model(*args), rtol=0, atol=1e-5)
+
+
+def test_pretraining_mixes_labelled_video_into_the_loop(stores, tmp_path):
+    lam, _ = latent.train_latent([stores["video"]], codes=8, groups=2, steps=2, batch=8, progress=False)
+    latent.label_store(lam, stores["video"], tmp_path / "q.zarr")
+    cfg = TrainConfig(name="r", store=stores["labelled"], out=tmp_path, steps=3, batch_size=8, workers=0, eval_every=0,
+                      final_eval_episodes=0, warmup=1, video_store=tmp_path / "q.zarr")
+    train(cfg, stores["labelled"], tmp_path)
+    spec = json.loads((tmp_path / "r/checkpoints/step_000003/policy.json").read_text())
+    assert spec["config"]["latent_codes"] == 8 and spec["config"]["latent_groups"] == 2
+    with pytest.raises(UserError, match="neither inverse-dynamics labels nor latent actions"):
+        train(TrainConfig(**{**vars(cfg), "name": "s", "video_store": stores["video"]}), stores["labelled"], tmp_path)
+
+
+def test_experiment_script_runs_every_path(tmp_path):
+    recipes = {
+        "l": {"families": ["reach", "push"], "episodes_per_family": 4},
+        "v": {"families": ["reach", "press_button"], "episodes_per_family": 2, "seed_start": 5000,
+              "drop_actions": True, "env": STYLE},
+        "f": {"families": ["press_button"], "episodes_per_family": 3, "seed_start": 9000},
+    }
+    for name, r in recipes.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**r, "image_size": [32, 32]}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "scripts/video_pretraining_experiment.py"),
+           "--labelled", str(tmp_path / "l.yaml"), "--video", str(tmp_path / "v.yaml"),
+           "--fewshot", str(tmp_path / "f.yaml"), "--stores", str(tmp_path),
+           "--ns", "2", "--model-steps", "3", "--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "8",
+           "--episodes", "1", "--check-episodes", "1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["cells"]) == {"none/2", "labelled/2", "idm/2", "latent/2"}
+    assert results["cells"]["idm/2"]["rollouts"]["press_button"]["episodes"] == 1
+    assert {"heldout", "video_domain"} <= set(results["video_models"]["idm"])
+    assert (out / "results.png").stat().st_size > 0 and "| 2 | latent |" in (out / "results.md").read_text()
