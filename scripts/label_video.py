@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import tyro
 
@@ -48,7 +47,7 @@ class Idm:
         from embodied.video import idm
 
         out = self.out or self.video.with_name(self.video.stem + "_idm.zarr")
-        _check_out(out)
+        _check_out(out, self.video)
         if self.model:
             model, report = idm.load(self.model), {}
         elif self.labelled:
@@ -93,7 +92,7 @@ class Latent:
         from embodied.video import idm, latent
 
         out = self.out or self.video.with_name(self.video.stem + "_latent.zarr")
-        _check_out(out)
+        _check_out(out, self.video)
         if self.model:
             model, report = idm.load(self.model), {}
         else:
@@ -105,7 +104,11 @@ class Latent:
         print(f"wrote {out} (codes from {folder})")
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, video: Path) -> None:
+    """Fail before any training: the video must be a store, and the output must not exist."""
+    from embodied.data.store import EpisodeStore
+
+    EpisodeStore.open(video)
     if out.exists():
         raise UserError(f"{out} already exists; delete it or pass another --out")
 
@@ -115,9 +118,5 @@ def _report(report: dict) -> None:
         print(json.dumps({k: v for k, v in report.items() if k != "mean_action"}, indent=2))
 
 
-def main(cmd: Annotated[Idm, tyro.conf.subcommand("idm")] | Annotated[Latent, tyro.conf.subcommand("latent")]):
-    cmd.run()
-
-
 if __name__ == "__main__":
-    cli(lambda: tyro.cli(main))
+    cli(lambda: tyro.extras.subcommand_cli_from_dict({"idm": Idm, "latent": Latent}).run())
