@@ -49,7 +49,7 @@ class Idm:
         out = self.out or self.video.with_name(self.video.stem + "_idm.zarr")
         _check_out(out, self.video)
         if self.model:
-            model, report = idm.load(self.model), {}
+            model, report = _load(self.model, "idm")
         elif self.labelled:
             model, report = idm.train_idm(self.labelled, self.stride, self.steps, self.batch, seed=self.seed)
         else:
@@ -58,7 +58,9 @@ class Idm:
             from embodied.data.store import EpisodeStore
 
             n = EpisodeStore.open(self.check).num_episodes
-            mean = report.get("mean_action") or model.meta["action_low"]
+            mean = report.get("mean_action")
+            if mean is None:
+                raise UserError(f"{self.model}/model.json has no mean_action for the --check baseline")
             report["check"] = idm.label_error(model, self.check, range(n), mean)
         _report(report)
         folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
@@ -94,7 +96,7 @@ class Latent:
         out = self.out or self.video.with_name(self.video.stem + "_latent.zarr")
         _check_out(out, self.video)
         if self.model:
-            model, report = idm.load(self.model), {}
+            model, report = _load(self.model, "latent")
         else:
             model, report = latent.train_latent(list(self.stores or [self.video]), self.stride, self.codes,
                                                 self.groups, self.steps, self.batch, seed=self.seed)
@@ -102,6 +104,16 @@ class Latent:
         folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
         latent.label_store(model, self.video, out, source=str(folder))
         print(f"wrote {out} (codes from {folder})")
+
+
+def _load(folder: Path, kind: str):
+    """A saved model of this kind and its training report (the IDM's holds the mean action, the baseline)."""
+    from embodied.video import idm
+
+    model = idm.load(folder)
+    if model.meta["kind"] != kind:
+        raise UserError(f"--model {folder} is a {model.meta['kind']!r} model; `{kind}` needs a {kind!r} one")
+    return model, json.loads((Path(folder) / "model.json").read_text()).get("report", {})
 
 
 def _check_out(out: Path, video: Path) -> None:
@@ -114,7 +126,7 @@ def _check_out(out: Path, video: Path) -> None:
 
 
 def _report(report: dict) -> None:
-    if report:
+    if report:  # a reused model's report is its training's
         print(json.dumps({k: v for k, v in report.items() if k != "mean_action"}, indent=2))
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,15 +80,22 @@ def main(args: Args) -> None:
         results = {"settings": settings(args), "cells": {}, "video_models": {}}
     save = lambda: results_path.write_text(json.dumps(results, indent=2))  # noqa: E731
     folder = args.stores or recipes_dir()
+    if "idm" in args.methods and args.check_episodes < 1:
+        raise UserError("--check-episodes must be >= 1: they measure the inverse-dynamics labels on the video")
     stores = {name: ensure_store(name, folder) for name in (args.labelled, args.video, args.fewshot)}
-    check = ensure_store(args.video, folder, check=args.check_episodes)
     labelled = {"idm": out / "video_idm.zarr", "latent": out / "video_latent.zarr"}
-    for kind, label in (("idm", lambda: label_idm(args, stores, check, labelled["idm"], out)),
-                        ("latent", lambda: label_latent(args, stores, labelled["latent"], out))):
-        if kind in args.methods and not labelled[kind].exists():
-            results["video_models"][kind] = label()
-        elif kind in args.methods:  # labelled in an earlier run: its model's report
-            results["video_models"][kind] = json.loads((out / kind / "model.json").read_text())["report"]
+    for kind in (m for m in ("idm", "latent") if m in args.methods):
+        model_json = out / kind / "model.json"
+        report = json.loads(model_json.read_text())["report"] if model_json.exists() else {}
+        if labelled[kind].exists() and report.get("settings") == label_settings(args):  # labelled earlier
+            results["video_models"][kind] = report
+            continue
+        shutil.rmtree(labelled[kind], ignore_errors=True)  # none yet, or from other settings
+        if kind == "idm":
+            check = ensure_store(args.video, folder, check=args.check_episodes)
+            results["video_models"][kind] = label_idm(args, stores, check, labelled[kind], out)
+        else:
+            results["video_models"][kind] = label_latent(args, stores, labelled[kind], out)
         save()
     for method in (m for m in args.methods if m != "none"):
         if f"pretrain/{method}" not in results:
@@ -104,6 +112,11 @@ def main(args: Args) -> None:
     plot(results, out / "results.png")
     print((out / "results.md").read_text())
     print(f"wrote {results_path}, results.md, results.png")
+
+
+def label_settings(args: Args) -> dict:
+    """What makes two labellings of the video the same."""
+    return {k: getattr(args, k) for k in ("labelled", "video", "model_steps", "batch_size", "check_episodes")}
 
 
 def settings(args: Args) -> dict:
@@ -134,7 +147,7 @@ def label_idm(args: Args, stores: dict, check: Path, dest: Path, out: Path) -> d
     model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size)
     report["video_domain"] = idm.label_error(model, check, range(EpisodeStore.open(check).num_episodes),
                                              report["mean_action"])
-    report["wall_s"] = round(time.perf_counter() - start, 1)
+    report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}
     folder = idm.save(model, out / "idm", report)
     idm.label_store(model, stores[args.video], dest, source=str(folder))
     print(f"inverse dynamics: {json.dumps({k: v for k, v in report.items() if k != 'mean_action'})}")
@@ -147,7 +160,7 @@ def label_latent(args: Args, stores: dict, dest: Path, out: Path) -> dict:
     start = time.perf_counter()
     model, report = latent.train_latent([stores[args.labelled], stores[args.video]], steps=args.model_steps,
                                         batch=args.batch_size)
-    report["wall_s"] = round(time.perf_counter() - start, 1)
+    report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}
     folder = idm.save(model, out / "latent", report)
     latent.label_store(model, stores[args.video], dest, source=str(folder))
     print(f"latent actions: {json.dumps(report)}")
@@ -216,7 +229,11 @@ def markdown(results: dict) -> str:
                       f"{m['wall_s'] / 60:.1f} min"]
     walls = {k.split("/")[1]: v["wall_s"] for k, v in results.items() if k.startswith("pretrain/")}
     if walls:
-        lines += ["", "Pretraining wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in walls.items())]
+        s = results["settings"]
+        lines += ["", f"Pretraining: {s['pretrain_steps']} steps of {s['batch_size']} for every base; with video, "
+                      f"{s['video_fraction']:.0%} of each batch is video (weight {s['video_weight']}), so those bases "
+                      "see fewer demonstration samples. Wall time: "
+                      + ", ".join(f"{k} {v / 60:.1f} min" for k, v in walls.items())]
     return "\n".join(lines) + "\n"
 
 

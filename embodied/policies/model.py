@@ -214,7 +214,7 @@ class VLA(nn.Module):
         w = torch.ones(action.shape[0], device=action.device, dtype=action.dtype) if weight is None else weight
         mask = action_mask[..., None].to(action.dtype) * w[:, None, None]
         aux = focus is not None and self.cfg.focus_loss > 0
-        with_latent = latent is not None and bool((latent >= 0).any())
+        with_latent = latent is not None  # even with no code in this batch: DDP needs the same graph each step
         if with_latent and self.cfg.latent_codes <= 0:
             raise ValueError("latent-action targets need a model built with latent_codes > 0")
         if self.cfg.head == "regression":
@@ -229,15 +229,16 @@ class VLA(nn.Module):
                                with_latent=with_latent)
             err = (out["chunk"] - (action - noise)) ** 2  # velocity of the straight path noise -> action
         loss = (err * mask).sum() / (mask.sum() * action.shape[-1]).clamp(min=1e-6)
-        if aux:
-            known = torch.isfinite(focus).all(-1)  # (B,)
-            if known.any():
-                loss = loss + self.cfg.focus_loss * (out["focus"][known] - focus[known]).abs().mean()
+        if aux:  # masked rather than indexed, so every step uses the focus head (as DDP requires)
+            known = torch.isfinite(focus).all(-1, keepdim=True).to(action.dtype)  # (B, 1)
+            diff = (out["focus"] - focus.nan_to_num(0.0)).abs() * known
+            loss = loss + self.cfg.focus_loss * diff.sum() / (known.sum() * 3).clamp(min=1)
         if with_latent:
             target = latent[:, :: self.cfg.latent_stride][:, : out["latent"].shape[1]]  # (B, H/stride, G)
             ce = F.cross_entropy(out["latent"].flatten(0, 2), target.clamp(min=0).flatten(), reduction="none")
-            valid = (target >= 0).flatten().to(ce.dtype) * w.repeat_interleave(target[0].numel())
-            loss = loss + (ce * valid).sum() / valid.sum().clamp(min=1e-6)
+            valid = (target >= 0).flatten().to(ce.dtype)
+            weighted = valid * w.repeat_interleave(target[0].numel())  # the sample's weight scales the term
+            loss = loss + (ce * weighted).sum() / valid.sum().clamp(min=1)
         return loss
 
     @torch.no_grad()

@@ -94,6 +94,10 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     stats, adapters = data.stats, None
     if base and tune.adapter != "scratch":  # lora: the frozen base with adapters; full: every base weight
         model, stats, adapters = finetune.from_base(tune, base, data.stats)
+    if pcfg.latent_codes > 0 and not (isinstance(data, VideoMix) and data.latent):
+        for name, p in model.named_parameters():  # no latent targets here: keep them out of training (and DDP)
+            if "latent_" in name:
+                p.requires_grad_(False)
     spec = build_spec(model, store.attrs, stats)
     if base and tune.adapter != "scratch":
         spec["base"] = {"checkpoint": str(base[2]), **({"hash": adapters.base["hash"]} if adapters else {})}
@@ -227,6 +231,10 @@ def video_windows(path: Path, demos: EpisodeStore, pcfg) -> WindowDataset:
     if not video.meta("has_actions").any() or not ("pseudo_labels" in video.attrs or kind == "latent"):
         raise UserError(f"--video-store {path} carries neither inverse-dynamics labels nor latent actions; make "
                         "one with scripts/label_video.py idm|latent")
+    have = (video.states().shape[1], video.actions().shape[1])
+    want = (demos.states().shape[1], demos.actions().shape[1])
+    if have[0] != want[0] or (kind != "latent" and have[1] != want[1]):
+        raise UserError(f"--video-store {path} has state/action sizes {have}; the demonstrations have {want}")
     return WindowDataset(path, pcfg.obs_horizon, pcfg.action_horizon, cameras=demos.cameras)
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from embodied.data.store import EpisodeStore
 from embodied.data.windows import split_episodes
 from embodied.errors import UserError
-from embodied.video.pairs import FramePairs, PairEncoder, batches, pair_input, write_labelled
+from embodied.video.pairs import FramePairs, PairEncoder, TooShort, batches, pair_input, write_labelled
 
 
 class InverseDynamics(nn.Module):
@@ -106,7 +106,7 @@ def label_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> np.n
             count[j: j + len(pred)] += 1
     known = count > 0
     if not known.any():
-        raise UserError(f"an episode of {t} frames is too short for inverse dynamics over {k} frames")
+        raise TooShort(f"an episode of {t} frames is too short for inverse dynamics over {k} frames")
     labels = total / np.maximum(count, 1)[:, None]
     last = np.flatnonzero(known)[-1]
     labels[last + 1:] = labels[last]
@@ -115,13 +115,16 @@ def label_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> np.n
 
 def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_action) -> dict:
     """Mean |label - true action| over the episodes' frames (env units, all dimensions), for the IDM's labels
-    and for a predictor that always answers the mean training action."""
+    and for a predictor that always answers the mean training action. Episodes too short to label are left
+    out."""
     store = EpisodeStore.open(store_path)
     idm, mean, n = 0.0, 0.0, 0
     for e in episodes:
         ep = store.episode(int(e))
         if ep.action is None:
             raise UserError(f"{store_path}: episode {e} has no actions to compare labels with")
+        if len(ep) <= model.stride:
+            continue
         idm += float(np.abs(label_episode(model, ep.images) - ep.action).sum())
         mean += float(np.abs(np.asarray(mean_action) - ep.action).sum())
         n += ep.action.size

@@ -19,6 +19,10 @@ from embodied.errors import UserError
 from embodied.policies.model import random_shift
 
 
+class TooShort(UserError):
+    """An episode with no pair of frames k apart."""
+
+
 class FramePairs(Dataset):
     """Item i: frame t of an episode and frame t+k of the same episode (t + k inside it).
 
@@ -110,7 +114,8 @@ def batches(data: Dataset, batch: int, steps: int, seed: int):
 
 def write_labelled(video: EpisodeStore, out: Path, labels, action_dim: int, action_spec: dict, attrs: dict,
                    desc: str) -> EpisodeStore:
-    """A copy of a video store whose every episode carries actions from `labels(i, episode) -> (T, A)`.
+    """A copy of a video store whose every episode carries actions from `labels(i, episode) -> (T, A)`;
+    an episode `labels` cannot label (it raises TooShort) is left out, and the count is reported.
     Written to OUT.partial and renamed when complete, so OUT is never half a store."""
     if out.exists():
         raise UserError(f"{out} already exists; delete it or choose another --out")
@@ -122,12 +127,21 @@ def write_labelled(video: EpisodeStore, out: Path, labels, action_dim: int, acti
                                 control_rate=a["control_rate"], robot=a.get("robot", ""), action_spec=action_spec,
                                 state_spec=a.get("state_spec"), recipe=a.get("recipe", {}),
                                 source_store=str(video.path), **attrs)
+    skipped = []
     for i in tqdm(range(video.num_episodes), desc=desc, unit="ep"):
         ep = video.episode(i)
-        ep.action = np.asarray(labels(i, ep), np.float32)
+        try:
+            ep.action = np.asarray(labels(i, ep), np.float32)
+        except TooShort:
+            skipped.append(i)
+            continue
         if ep.focus is not None and not np.isfinite(ep.focus).all():  # video: not known
             ep.focus = None
         store.append(ep)
+    if skipped:
+        more = " ..." if len(skipped) > 10 else ""
+        print(f"left out {len(skipped)} episodes too short to label: {skipped[:10]}{more}")
+    store.set_attrs(skipped_episodes=skipped)
     store.stats()
     del store
     partial.rename(out)
