@@ -22,7 +22,23 @@ def split_episodes(num_episodes: int, val_fraction: float = 0.1, seed: int = 0) 
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-class WindowDataset(Dataset):
+class StoreDataset(Dataset):
+    """A dataset reading frames from the store at `self.path`; DataLoader workers reopen it themselves."""
+
+    path: Path
+    _store: EpisodeStore | None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_store": None}
+
+    @property
+    def store(self) -> EpisodeStore:
+        if self._store is None:
+            self._store = EpisodeStore.open(self.path)
+        return self._store
+
+
+class WindowDataset(StoreDataset):
     """Item i is frame t of the chosen episodes:
 
     images       {camera: uint8 (T_o, H, W, 3)}  frames t-T_o+1 .. t (the first frame repeats before
@@ -70,15 +86,6 @@ class WindowDataset(Dataset):
     @property
     def sample_families(self) -> np.ndarray:  # (len,) task family of every sample
         return self.families[self._episode]
-
-    def __getstate__(self):  # DataLoader workers reopen the store themselves
-        return {**self.__dict__, "_store": None}
-
-    @property
-    def store(self) -> EpisodeStore:
-        if self._store is None:
-            self._store = EpisodeStore.open(self.path)
-        return self._store
 
     def __getitem__(self, i: int) -> dict:
         t, start, end = self._frame[i], self._start[i], self._end[i]

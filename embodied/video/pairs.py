@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from embodied.data.store import EpisodeStore
+from embodied.data.windows import StoreDataset
 from embodied.errors import UserError
 from embodied.policies.model import random_shift
 
@@ -23,7 +24,7 @@ class TooShort(UserError):
     """An episode with no pair of frames k apart."""
 
 
-class FramePairs(Dataset):
+class FramePairs(StoreDataset):
     """Item i: frame t of an episode and frame t+k of the same episode (t + k inside it).
 
     before, after  uint8 (C, H, W, 3)   the store's cameras, in store order
@@ -50,15 +51,6 @@ class FramePairs(Dataset):
 
     def __len__(self) -> int:
         return len(self.frames)
-
-    def __getstate__(self):
-        return {**self.__dict__, "_store": None}
-
-    @property
-    def store(self) -> EpisodeStore:
-        if self._store is None:
-            self._store = EpisodeStore.open(self.path)
-        return self._store
 
     def __getitem__(self, i: int) -> dict:
         t = int(self.frames[i])
