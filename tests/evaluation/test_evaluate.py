@@ -1,5 +1,5 @@
 """scripts/evaluate.py end to end: the scripted expert succeeds and the random policy does not, on the
-same fixed seeds; the JSON holds seeds and versions; bad input is one clear line."""
+same fixed seeds; the JSON holds seeds and versions and plot_results.py draws it; bad input is one clear line."""
 
 import json
 import subprocess
@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def evaluate(*args, tmp_path):
-    return subprocess.run([sys.executable, str(ROOT / "scripts/evaluate.py"), *args], capture_output=True, text=True,
+def evaluate(*args, tmp_path, script="evaluate.py"):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
 
 
@@ -26,6 +26,10 @@ def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
     assert 0.5 < lo < 0.52 and hi == 1.0  # Wilson at 4/4
     assert result["versions"]["mujoco"] and result["versions"]["commit"]
     assert "episodes/min" in out.stdout and "100% [51-100]" in out.stdout
+    out = evaluate("e.json", "--labels", "expert", "--out", "e.png", tmp_path=tmp_path, script="plot_results.py")
+    assert out.returncode == 0 and (tmp_path / "e.png").stat().st_size > 5000, out.stderr[-2000:]
+    out = evaluate("e.json", "--labels", "a", "b", tmp_path=tmp_path, script="plot_results.py")
+    assert out.returncode != 0 and "2 labels for 1 results files" in out.stderr
 
 
 def test_bad_input_is_one_line(tmp_path):
