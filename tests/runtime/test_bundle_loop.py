@@ -201,9 +201,11 @@ def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_pa
     for fault in (stopped, killed):
         hold = first_tick(fault, True)
         # time to hold: at most timeout + one period after the last plan arrived; a plan already in flight
-        # when the process stopped is picked up at the next tick, so from the fault itself, one more period
-        assert hold["plan_age"] <= timeout + period + 0.01
-        assert hold["stamp"] - fault <= timeout + 2 * period + 0.03
+        # when the process stopped is picked up at the next tick, so from the fault itself, one more period.
+        # A loaded machine runs ticks late: the robot's own measured lateness (jitter) is added to the bounds.
+        late = max(t["jitter"] for t in log if fault <= t["stamp"] <= hold["stamp"])
+        assert hold["plan_age"] <= timeout + period + late + 0.01
+        assert hold["stamp"] - fault <= timeout + 2 * period + late + 0.03
         # and it keeps holding (never replays a stale plan) until plans come again
         assert all(t["held"] for t in log if hold["stamp"] <= t["stamp"] < fault + 0.9)
     assert first_tick(resumed, False)["stamp"] < killed  # SIGCONT: acting again
