@@ -44,8 +44,6 @@ def main(args: Args) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from embodied.evaluation.rollouts import wilson
-
     if args.labels and len(args.labels) != len(args.results):
         raise UserError(f"{len(args.labels)} labels for {len(args.results)} results files: give one per file")
     columns = {}
@@ -59,10 +57,7 @@ def main(args: Args) -> None:
     width = 0.8 / len(columns)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(x) + 2), 3.6))
     for k, (label, rollouts) in enumerate(columns.items()):
-        rows = [rollouts.get(f) for f in families]
-        n = sum(r["episodes"] for r in rows if r)
-        wins = round(sum(r["success"] * r["episodes"] for r in rows if r))
-        rows.append({"success": wins / max(n, 1), "ci95": wilson(wins, n)})
+        rows = [rollouts.get(f) for f in [*families, "mean"]]  # evaluate() pools every episode in "mean"
         values = [100 * r["success"] if r else np.nan for r in rows]
         low = [100 * (r["success"] - r["ci95"][0]) if r else 0 for r in rows]
         high = [100 * (r["ci95"][1] - r["success"]) if r else 0 for r in rows]
