@@ -67,6 +67,8 @@ def main(args: Args) -> None:
 
     if args.split not in ("train", "heldout", "all"):
         raise UserError(f"--split must be train, heldout or all, got {args.split!r}")
+    if args.episodes < 1 or args.probe < 0:
+        raise UserError(f"--episodes must be >= 1 and --probe >= 0, got {args.episodes} and {args.probe}")
     policy, info = load_policy(args.policy, args.adapter, args.precision)
     families = list(args.families) or trained_families(info) or list(FAMILIES)
     unknown = [f for f in families if f not in FAMILIES and f not in METAWORLD_IDS]

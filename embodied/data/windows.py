@@ -44,15 +44,19 @@ class WindowDataset(StoreDataset):
     images       {camera: uint8 (T_o, H, W, 3)}  frames t-T_o+1 .. t (the first frame repeats before
                                                   the episode starts)
     state        float32 (T_o, S)
-    action       float32 (H, A)   actions t .. t+H-1 (the last action repeats past the episode end)
-    action_mask  bool (H,)        False where the action is padding past the end
+    action       float32 (H, A)   actions t .. t+H-1 (past the episode end: the last action repeats, or
+                                  with hold_after_end, "stay": no motion, the gripper as it was)
+    action_mask  bool (H,)        False where the action is padding past the end (True for "stay")
     focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
     instruction, family (str); episode, frame (int)
     """
 
     def __init__(self, path: str | Path, obs_horizon: int = 1, action_horizon: int = 16,
                  episodes: np.ndarray | None = None, cameras: list[str] | None = None,
-                 require_actions: bool = True):
+                 require_actions: bool = True, hold_after_end: bool = False):
+        """hold_after_end: past the end of a successful episode the target is "stay" (trained, not
+        masked), so a policy learns to stop once the task is done instead of carrying on: a reach
+        demonstration ends mid-descent at full speed, and without it nothing says where to stop."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
@@ -78,6 +82,9 @@ class WindowDataset(StoreDataset):
         self._episode = np.repeat(episodes, lengths)
         self._start, self._end = np.repeat(starts[episodes], lengths), np.repeat(ends[episodes], lengths)
         self.stats = store.stats()
+        self._success = store.meta("success").astype(bool)
+        spec = store.attrs.get("action_spec")  # without one, what "stay" means is unknown: keep the mask
+        self._moves = _motion_dims(spec) if hold_after_end and spec else None
         self._store: EpisodeStore | None = store
 
     def __len__(self) -> int:
@@ -94,10 +101,14 @@ class WindowDataset(StoreDataset):
         mask = act < end
         act = np.minimum(act, end - 1)
         ep = int(self._episode[i])
+        actions = self.actions[act]
+        if self._moves is not None and self._success[ep] and not mask.all():
+            actions[np.ix_(~mask, self._moves)] = 0.0  # stay where the task was done
+            mask = np.ones_like(mask)
         return {
             "images": {c: self.store.frames(c, obs) for c in self.cameras},
             "state": self.states[obs],
-            "action": self.actions[act],
+            "action": actions,
             "action_mask": mask,
             "focus": self.focus[t],
             "instruction": str(self.instructions[ep]),
@@ -105,6 +116,15 @@ class WindowDataset(StoreDataset):
             "episode": ep,
             "frame": int(t - start),
         }
+
+
+def _motion_dims(action_spec: dict) -> np.ndarray:
+    """The action dimensions that are motions (zero = stay): every one but the gripper of delta actions;
+    none of absolute targets (joint positions), where repeating the last action already stays."""
+    names = np.array(action_spec["names"])
+    if action_spec["kind"].endswith("delta"):
+        return np.flatnonzero(names != "gripper")
+    return np.zeros(0, np.int64)
 
 
 class VideoMix(Dataset):

@@ -43,6 +43,10 @@ class TrainConfig:
     """Samples per optimizer step per process (before accumulation)."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
+    hold_after_end: bool = False
+    """Past the end of a successful demonstration, train the chunk to "stay" (no motion, gripper unchanged)
+    rather than masking it, so the policy stops where the task is done instead of overshooting. Measured on
+    the main job: reach 20% -> 60%, but pick 30% -> 0% and push 35% -> 10%, the same mean (README)."""
     balance_families: bool = True
     """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3

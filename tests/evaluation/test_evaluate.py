@@ -39,3 +39,5 @@ def test_bad_input_is_one_line(tmp_path):
     assert out.returncode != 0 and "unknown families ['juggle']" in out.stderr
     out = evaluate("expert", "--adapter", "x", tmp_path=tmp_path)
     assert out.returncode != 0 and "--adapter applies to a trained policy" in out.stderr
+    out = evaluate("expert", "--episodes", "0", tmp_path=tmp_path)
+    assert out.returncode != 0 and "--episodes must be >= 1" in out.stderr and "Traceback" not in out.stderr
