@@ -47,7 +47,7 @@ def main(args: Args) -> None:
     if args.labels and len(args.labels) != len(args.results):
         raise UserError(f"{len(args.labels)} labels for {len(args.results)} results files: give one per file")
     columns = {}
-    for path, label in zip(args.results, args.labels or [p.stem for p in args.results]):
+    for path, label in zip(args.results, args.labels or [p.stem for p in args.results], strict=True):
         rollouts, random = load(path)
         columns[label] = rollouts
         if random and "random policy" not in columns:
