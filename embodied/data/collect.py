@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from embodied.data.recipes import Recipe
 from embodied.data.store import Episode, EpisodeStore, StoreError
+from embodied.envs.experts import EXPERTS_VERSION
 
 ROBOT = "arm5"
 
@@ -43,9 +44,12 @@ def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None,
 
 
 def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:
-    """An empty store whose specs (cameras, image size, rates, action/state specs) are the env's."""
+    """An empty store whose specs (cameras, image size, rates, action/state specs, where its static cameras
+    look) are the env's."""
     base = env.unwrapped
     cfg = base.config
+    if hasattr(base, "camera_projections"):
+        attrs.setdefault("camera_projections", base.camera_projections())
     return EpisodeStore.create(
         path, cameras=list(cfg.cameras), image_size=tuple(cfg.image_size),
         state_dim=len(base.state_spec.names), action_dim=len(base.action_spec.names),
@@ -95,7 +99,7 @@ def _run(family: str, seed: int) -> Episode:
 def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
     if path.exists():
         store = EpisodeStore.open(path, mode="a")
-        want = recipe_signature(vars(recipe))
+        want = recipe_signature(collected_as(recipe))
         have = recipe_signature(store.attrs.get("recipe", {}))
         if have != want:
             raise StoreError(f"{path} was collected as {have}, but recipe {recipe.name!r} now asks for {want}; "
@@ -104,7 +108,7 @@ def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
     from embodied.envs import gym_id
 
     env = gym.make(gym_id(recipe.families[0]), **recipe.env_config())
-    attrs = {"recipe": vars(recipe) | {"image_size": list(recipe.image_size)}}
+    attrs = {"recipe": collected_as(recipe) | {"image_size": list(recipe.image_size)}}
     if recipe.metaworld:
         attrs["metaworld_version"] = version("metaworld")
     store = create_store_for(path, env, **attrs)
@@ -112,9 +116,19 @@ def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
     return store
 
 
+def collected_as(recipe: Recipe) -> dict:
+    """The recipe as a store records it: its fields, plus the tabletop experts' version."""
+    return vars(recipe) | ({} if recipe.metaworld else {"experts": EXPERTS_VERSION})
+
+
 def recipe_signature(recipe: dict) -> dict:
-    """What makes two collections of a recipe the same data (the episode count may grow)."""
-    return {"cameras": list(recipe.get("cameras", [])), "image_size": list(recipe.get("image_size", [])),
+    """What makes two collections of a recipe the same data (the episode count may grow). Stores from
+    before the experts were versioned hold version 1 demonstrations."""
+    from embodied.envs import METAWORLD_IDS
+
+    tabletop = not set(recipe.get("families", [])) & set(METAWORLD_IDS)
+    experts = {"experts": recipe.get("experts", 1)} if tabletop else {}
+    return experts | {"cameras": list(recipe.get("cameras", [])), "image_size": list(recipe.get("image_size", [])),
             "expert_noise": recipe.get("expert_noise"), "clean_labels": recipe.get("clean_labels", False),
             "split": recipe.get("split"), "drop_actions": recipe.get("drop_actions", False),
             "env": recipe.get("env", {})}

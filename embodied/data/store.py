@@ -10,6 +10,10 @@
     meta/instruction, meta/family (str), meta/success, meta/has_actions, meta/has_states (bool),
     meta/seed (int64, -1 when not from a seeded env)
 
+Root attributes: format_version, cameras, image_size, control_rate, action_spec, state_spec, the recipe,
+and, for simulated stores, camera_projections ({camera: (3, 4) world-to-pixel matrix} of the cameras
+that never move): with data/focus they say where the named thing appears in each such image.
+
 Integrity (format version 2): every chunk ends in a crc32c checksum (zarr's crc32c codec), the
 root attributes hold a crc32c of every other zarr.json (`checksums`) and of themselves
 (`attrs_crc32c`), so `embodied data verify` finds any damaged file and a bad frame read during

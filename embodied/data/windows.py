@@ -48,6 +48,9 @@ class WindowDataset(StoreDataset):
                                   with hold_after_end, "stay": no motion, the gripper as it was)
     action_mask  bool (H,)        False where the action is padding past the end (True for "stay")
     focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
+    focus_px     {camera: float32 (2,)}  where the named thing appears in frame t's image, (x, y) in
+                                  [-1, 1] of the width and height (left/top edge = -1); NaN where unknown:
+                                  no projection (moving camera, real data), no focus, or out of frame
     instruction, family (str); episode, frame (int)
     """
 
@@ -76,6 +79,7 @@ class WindowDataset(StoreDataset):
         self.states, self.actions = store.states(), store.actions()  # small: kept in memory
         focus = store.focus()
         self.focus = np.full((len(self.states), 3), np.nan, np.float32) if focus is None else focus
+        self.focus_px = focus_pixels(store.attrs, self.states, self.focus, self.cameras)
         lengths = ends[episodes] - starts[episodes]
         self._frame = np.concatenate([np.arange(starts[e], ends[e]) for e in episodes]) if len(episodes) else \
             np.zeros(0, np.int64)
@@ -111,6 +115,7 @@ class WindowDataset(StoreDataset):
             "action": actions,
             "action_mask": mask,
             "focus": self.focus[t],
+            "focus_px": {c: v[t] for c, v in self.focus_px.items()},
             "instruction": str(self.instructions[ep]),
             "family": str(self.families[ep]),
             "episode": ep,
@@ -168,3 +173,22 @@ class VideoMix(Dataset):
             item |= {"latent": codes, "action": np.zeros((h, self.action_dim), np.float32),
                      "action_mask": np.zeros(h, bool)}
         return item
+
+
+def focus_pixels(attrs: dict, states: np.ndarray, focus: np.ndarray, cameras: list[str]) -> dict[str, np.ndarray]:
+    """{camera: float32 (N, 2)}: where each frame's named thing (the gripper's position + focus) appears
+    in the camera's image, from the store's camera_projections; NaN where that cannot be told."""
+    out = {c: np.full((len(states), 2), np.nan, np.float32) for c in cameras}
+    names = list((attrs.get("state_spec") or {}).get("names", []))
+    projections = attrs.get("camera_projections") or {}
+    if not {"ee_x", "ee_y", "ee_z"} <= set(names):
+        return out
+    world = states[:, [names.index(n) for n in ("ee_x", "ee_y", "ee_z")]] + focus  # (N, 3)
+    h, w = attrs["image_size"]
+    for cam in set(cameras) & set(projections):
+        p = np.c_[world, np.ones(len(world))] @ np.asarray(projections[cam]).T  # (N, 3): (u, v, 1) * depth
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xy = 2 * p[:, :2] / p[:, 2:] / [w, h] - 1
+            seen = (p[:, 2] > 0) & (np.abs(xy) <= 1).all(1)
+        out[cam][seen] = xy[seen]
+    return out

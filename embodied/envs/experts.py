@@ -18,6 +18,9 @@ from embodied.envs.tabletop import TabletopEnv
 from embodied.envs.tasks import DIRECTIONS, PUSH_DISTANCE, Task, success
 from embodied.errors import UserError
 
+# Bump when a change alters the demonstrations: stores record it, and a store of another version is
+# refused rather than topped up with mixed demonstrations. 2: reach lines up above the object first.
+EXPERTS_VERSION = 2
 OPEN, CLOSED = -1.0, 1.0
 CLEAR = 0.16  # travel height of the grasp site above the table (m)
 TIP = 0.02  # grasp site to fingertip (m)
@@ -114,7 +117,11 @@ class ScriptedExpert:
 
     # ---- families ----------------------------------------------------------------------------
     def _reach(self, task: Task, world: World):
+        """Line up above the object at travel height, then descend onto it: the same approach as a grasp,
+        so reach and pick teach one way of finding the named object. Reach succeeds (and ends) on the
+        way down; a diagonal dive that ends mid-flight teaches a policy to overshoot (README)."""
         o = task.obj
+        yield from self._move(lambda: world.pos(o) + [0, 0, CLEAR - o.half], OPEN, tol=0.01)
         yield from self._move(lambda: world.pos(o) + [0, 0, o.half + 0.025], OPEN, tol=0.004)
         yield from self._hold(OPEN)
 

@@ -9,6 +9,8 @@ import shutil
 import weakref
 from pathlib import Path
 
+import numpy as np
+
 
 def choose_gl_backend() -> str:
     """EGL where an NVIDIA GPU is present, OSMesa (software) otherwise; $MUJOCO_GL wins if set."""
@@ -68,3 +70,29 @@ class CameraRenderer:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+def camera_projection(model: mujoco.MjModel, data: mujoco.MjData, camera: str, height: int, width: int):
+    """(3, 4) matrix P taking a world point [x, y, z, 1] to [u*s, v*s, s]: (u, v) its position in the
+    rendered image in pixels (u right, v down, (0, 0) the top-left corner of the top-left pixel)."""
+    cam = model.camera(camera).id
+    f = 0.5 * height / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+    # MuJoCo cameras look along their -z axis with +y up; image rows grow downward
+    intrinsics = np.array([[f, 0, width / 2], [0, -f, height / 2], [0, 0, 1.0]]) @ np.diag([1.0, 1.0, -1.0])
+    rot = data.cam_xmat[cam].reshape(3, 3)  # camera axes as columns, in world coordinates
+    return intrinsics @ np.hstack([rot.T, -rot.T @ data.cam_xpos[cam][:, None]])
+
+
+def static_cameras(model: mujoco.MjModel, names) -> list[str]:
+    """Those of `names` that never move: fixed to the world, or tracking a body that is itself fixed."""
+    modes = mujoco.mjtCamLight
+    static = []
+    for name in names:
+        cam = model.camera(name).id
+        mode, target = int(model.cam_mode[cam]), model.cam_targetbodyid[cam]
+        aims_still = mode == int(modes.mjCAMLIGHT_FIXED) or (
+            mode in (int(modes.mjCAMLIGHT_TARGETBODY), int(modes.mjCAMLIGHT_TARGETBODYCOM))
+            and model.body_weldid[target] == 0)
+        if model.body_weldid[model.cam_bodyid[cam]] == 0 and aims_still:
+            static.append(name)
+    return static

@@ -14,7 +14,7 @@ from gymnasium import spaces
 from embodied.envs import tasks
 from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
 from embodied.envs.diagnosis import Trace
-from embodied.envs.rendering import CameraRenderer, mujoco
+from embodied.envs.rendering import CameraRenderer, camera_projection, mujoco, static_cameras
 from embodied.envs.scene import World
 from embodied.errors import UserError
 
@@ -243,6 +243,15 @@ class TabletopEnv(gym.Env):
         if self._trace is not None:
             self._trace.update(self.world)
         return self._observation()
+
+    def camera_projections(self) -> dict[str, list]:
+        """{camera: (3, 4) world-to-pixel matrix as nested lists} for the observed cameras that never move
+        (see rendering.camera_projection); stores keep them so training can tell where a point appears."""
+        m = self.world.model
+        d = mujoco.MjData(m)
+        mujoco.mj_forward(m, d)  # a scratch state: static cameras sit the same in every state
+        h, w = self.config.image_size
+        return {c: camera_projection(m, d, c, h, w).tolist() for c in static_cameras(m, self.config.cameras)}
 
     def render(self):
         if self.render_mode != "rgb_array":

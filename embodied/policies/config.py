@@ -39,6 +39,11 @@ class PolicyConfig:
     names is, relative to the gripper (the store's privileged `focus`, from the simulator). It teaches
     the vision and language paths which object is meant with a dense signal on every frame; unused at
     inference."""
+    keypoint_loss: float = 0.0
+    """Weight of an auxiliary loss (0 = off; needs keypoints): each camera's first keypoint is pulled to
+    where the named thing appears in that camera's image, for cameras whose store records a projection
+    (static cameras of simulated stores). A pixel-level signal that the instruction-conditioned features
+    must light up the object the instruction names; unused at inference."""
     keypoint_stage: int = 2
     """Vision stage whose output feeds the keypoints (0 = first; stage 2 of 96x96 frames is 12x12)."""
     obs_horizon: int = 1
@@ -75,6 +80,8 @@ class PolicyConfig:
         if not 0 <= self.keypoint_stage < len(self.vision_channels):
             raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
                             f"got {self.keypoint_stage}")
+        if self.keypoint_loss > 0 and self.keypoints < 1:
+            raise UserError(f"keypoint_loss {self.keypoint_loss} needs keypoints >= 1, got {self.keypoints}")
         if self.latent_codes < 0 or self.latent_groups < 1 or not 1 <= self.latent_stride <= self.action_horizon:
             raise UserError(f"latent actions: codes >= 0, groups >= 1 and 1 <= stride <= action_horizon "
                             f"({self.action_horizon}); got {self.latent_codes}, {self.latent_groups}, "

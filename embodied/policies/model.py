@@ -34,8 +34,10 @@ class VisionEncoder(nn.Module):
                 nn.init.zeros_(f.bias)
         self.out = nn.Linear(channels[-1], d_model)
 
-    def forward(self, x: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
-        extra = []
+    def forward(self, x: torch.Tensor, lang: torch.Tensor, with_points: bool = False):
+        """-> tokens (B, h*w [+1], d), and with_points the keypoints' image positions (B, K, 2) as (x, y)
+        in [-1, 1] of the input's width and height (left/top edge = -1)."""
+        extra, size, points = [], x.shape[-2:], None
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             x = norm(conv(x))
             if self.films is not None:
@@ -43,8 +45,21 @@ class VisionEncoder(nn.Module):
                 x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
             x = F.gelu(x)
             if self.keypoints is not None and i == self.keypoint_stage:
-                extra.append(self.keypoints(x))  # (B, 1, d)
-        return torch.cat([self.out(x.flatten(2).transpose(1, 2)), *extra], dim=1)  # (B, h*w [+1], d)
+                pts = self.keypoints.points(x)  # (B, K, 3)
+                extra.append(self.keypoints.proj(pts.flatten(1))[:, None])  # (B, 1, d)
+                points = _grid_to_image(pts[..., :2], x.shape[-2:], size, 2 ** (i + 1))
+        tokens = torch.cat([self.out(x.flatten(2).transpose(1, 2)), *extra], dim=1)  # (B, h*w [+1], d)
+        return (tokens, points) if with_points else tokens
+
+
+def _grid_to_image(xy: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Spatial-softmax positions (..., 2) on an (h, w) grid (cell centres at -1..1) -> image positions in
+    [-1, 1] of an (H, W) input: cell i of a stack of stride-2, kernel-3, padding-1 convs is centred on
+    input pixel stride * i."""
+    (h, w), (height, width) = grid, size
+    cells = (xy + 1) / 2 * xy.new_tensor([w - 1, h - 1])  # (..., 2) cell index
+    pixels = stride * cells + 0.5  # continuous pixel coordinate of the receptive field's centre
+    return 2 * pixels / xy.new_tensor([width, height]) - 1
 
 
 class SpatialSoftmax(nn.Module):
@@ -72,15 +87,17 @@ class SpatialSoftmax(nn.Module):
         return self.proj(self.points(x).flatten(1))[:, None]
 
 
-def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float."""
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None):
+    """Shift each image by up to `pad` pixels (edge-padded), as in DrQ. x: (B, C, H, W) float ->
+    (shifted, moved): moved (B, 2) is how far each image's content moved, (x, y) in pixels."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad,) * 4, mode="replicate")
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device="cpu").to(x.device)
     rows = torch.arange(h, device=x.device)[None, :] + shifts[:, :1]  # (B, H)
     cols = torch.arange(w, device=x.device)[None, :] + shifts[:, 1:]  # (B, W)
     idx = torch.arange(b, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    shifted = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return shifted, (pad - shifts).flip(-1)  # output pixel c shows input pixel c + shift - pad
 
 
 class VLA(nn.Module):
@@ -163,18 +180,25 @@ class VLA(nn.Module):
         return (out["chunk"], out["focus"]) if with_focus else out["chunk"]
 
     def outputs(self, images, state, lang, lang_mask, noisy_action=None, time=None, generator=None,
-                with_focus: bool = False, with_latent: bool = False) -> dict:
-        """{"chunk": (B, H, A), "focus": (B, 3) or None, "latent": logits (B, H/stride, groups, codes) or None}.
+                with_focus: bool = False, with_latent: bool = False, with_points: bool = False) -> dict:
+        """{"chunk": (B, H, A), "focus": (B, 3) or None, "latent": logits (B, H/stride, groups, codes) or None,
+        "points": None or {camera: (B, K, 2)}, the current frame's keypoints in unshifted image coordinates
+        (see VisionEncoder.forward)}.
         Latent-action query tokens are added only with_latent (pretraining on latent-labelled video), and no
         other token attends to them, so the action chunk is computed the same with or without them."""
         b, t = state.shape[:2]
         pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
-        tokens = [self.lang_proj(lang) + self.lang_pos]
+        tokens, points = [self.lang_proj(lang) + self.lang_pos], {}
         for k, cam in enumerate(self.cameras):
             x = images[cam].flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B*T, 3, H, W)
+            moved = x.new_zeros(x.shape[0], 2)
             if self.training and self.cfg.augment_shift:
-                x = random_shift(x, self.cfg.augment_shift, generator)
-            feats = self.vision[cam](x, pooled.repeat_interleave(t, 0))  # (B*T, P, d)
+                x, moved = random_shift(x, self.cfg.augment_shift, generator)
+            feats = self.vision[cam](x, pooled.repeat_interleave(t, 0), with_points)  # (B*T, P, d)
+            if with_points:  # undo the shift, so the points are where things are in the recorded frame
+                feats, pts = feats
+                pts = pts - 2 * moved[:, None] / moved.new_tensor([x.shape[-1], x.shape[-2]])
+                points[cam] = pts.unflatten(0, (b, t))[:, -1]  # (B, K, 2)
             feats = feats.unflatten(0, (b, t)) + self.patch_pos + self.camera_emb[k] + self.frame_emb[:, None]
             tokens.append(feats.flatten(1, 2))  # (B, T*P, d)
         tokens.append(self.state_proj(state) + self.frame_emb)  # (B, T, d)
@@ -197,7 +221,8 @@ class VLA(nn.Module):
         for block in self.backbone:
             x = block(x, attend)
         x = self.norm(x)
-        out = {"chunk": self.action_head(x[:, -self.cfg.action_horizon:]), "focus": None, "latent": None}  # (B, H, A)
+        out = {"chunk": self.action_head(x[:, -self.cfg.action_horizon:]), "focus": None, "latent": None,  # (B, H, A)
+               "points": points if with_points else None}
         if with_focus:
             out["focus"] = self.focus_out(x[:, -self.cfg.action_horizon - 1])  # (B, 3)
         if with_latent:
@@ -206,33 +231,40 @@ class VLA(nn.Module):
         return out
 
     def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None, weight=None,
-             latent=None) -> torch.Tensor:
+             latent=None, focus_px=None) -> torch.Tensor:
         """Training loss on normalized actions (B, H, A) with padding mask (B, H); plus, with focus_loss > 0
         and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss.
         weight: (B,) per-sample loss weight (e.g. pseudo-labelled video < 1). latent: int64 (B, H, G)
-        latent-action codes of each frame (-1 where unknown; such samples carry no action: mask False)."""
+        latent-action codes of each frame (-1 where unknown; such samples carry no action: mask False).
+        focus_px: {camera: (B, 2)} where the named thing appears in the camera's recorded frame (NaN where
+        unknown); with keypoint_loss > 0, each such camera's first keypoint is pulled there (L1)."""
         w = torch.ones(action.shape[0], device=action.device, dtype=action.dtype) if weight is None else weight
         mask = action_mask[..., None].to(action.dtype) * w[:, None, None]
         aux = focus is not None and self.cfg.focus_loss > 0
+        pull = {c: v for c, v in (focus_px or {}).items() if c in self.cameras} if self.cfg.keypoint_loss > 0 else {}
         with_latent = latent is not None  # even with no code in this batch: DDP needs the same graph each step
         if with_latent and self.cfg.latent_codes <= 0:
             raise ValueError("latent-action targets need a model built with latent_codes > 0")
         if self.cfg.head == "regression":
             out = self.outputs(images, state, lang, lang_mask, generator=generator, with_focus=aux,
-                               with_latent=with_latent)
+                               with_latent=with_latent, with_points=bool(pull))
             err = (out["chunk"] - action).abs()
         else:
             noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
             time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
             noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
             out = self.outputs(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux,
-                               with_latent=with_latent)
+                               with_latent=with_latent, with_points=bool(pull))
             err = (out["chunk"] - (action - noise)) ** 2  # velocity of the straight path noise -> action
         loss = (err * mask).sum() / (mask.sum() * action.shape[-1]).clamp(min=1e-6)
         if aux:  # masked rather than indexed, so every step uses the focus head (as DDP requires)
             known = torch.isfinite(focus).all(-1, keepdim=True).to(action.dtype)  # (B, 1)
             diff = (out["focus"] - focus.nan_to_num(0.0)).abs() * known
             loss = loss + self.cfg.focus_loss * diff.sum() / (known.sum() * 3).clamp(min=1)
+        for cam, target in pull.items():  # masked, not indexed: the same graph every step (DDP)
+            known = torch.isfinite(target).all(-1, keepdim=True).to(action.dtype)  # (B, 1)
+            diff = (out["points"][cam][:, 0] - target.nan_to_num(0.0)).abs() * known * w[:, None]
+            loss = loss + self.cfg.keypoint_loss * diff.sum() / (known.sum() * 2).clamp(min=1)
         if with_latent:
             target = latent[:, :: self.cfg.latent_stride][:, : out["latent"].shape[1]]  # (B, H/stride, G)
             ce = F.cross_entropy(out["latent"].flatten(0, 2), target.clamp(min=0).flatten(), reduction="none")

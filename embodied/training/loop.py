@@ -216,6 +216,7 @@ def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch
         "action": model.normalize_action(batch["action"].to(device).float()),
         "action_mask": batch["action_mask"].to(device),
         "focus": batch["focus"].to(device).float() / FOCUS_SCALE,
+        "focus_px": {c: v.to(device).float() for c, v in batch["focus_px"].items()},
     }
     for key in ("weight", "latent"):  # from VideoMix
         if key in batch:

@@ -54,13 +54,13 @@ def run(cfg: TrainConfig) -> dict:
 def complete(store: Path, dataset: str) -> bool:
     """Whether the recipe's store holds all its episodes; a store of another recipe version is not
     complete (collect() then says how it differs)."""
-    from embodied.data.collect import recipe_signature
+    from embodied.data.collect import collected_as, recipe_signature
     from embodied.data.store import EpisodeStore
 
     if not store.exists():
         return False
     recipe, have = load_recipe(dataset), EpisodeStore.open(store)
-    if recipe_signature(have.attrs.get("recipe", {})) != recipe_signature(vars(recipe)):
+    if recipe_signature(have.attrs.get("recipe", {})) != recipe_signature(collected_as(recipe)):
         return False
     return have.num_episodes >= recipe.episodes_per_family * len(recipe.families)
 

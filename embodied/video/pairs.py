@@ -71,7 +71,7 @@ def pair_input(before: torch.Tensor, after: torch.Tensor, generator: torch.Gener
     x = F.interpolate(x, size=(SIZE, SIZE), mode="area").unflatten(0, (b, 2, c))
     if augment:
         scale = 0.6 + 0.7 * torch.rand((b, 1, c, 3, 1, 1), generator=generator)
-        x = random_shift((x * scale).clamp(0, 1).flatten(1, 3), 2, generator).unflatten(1, (2, c, 3))
+        x = random_shift((x * scale).clamp(0, 1).flatten(1, 3), 2, generator)[0].unflatten(1, (2, c, 3))
     before_f, after_f = x[:, 0] - 0.5, x[:, 1] - 0.5  # (B, C, 3, 48, 48)
     return torch.cat([before_f, after_f, after_f - before_f], 2).flatten(0, 1)  # (B*C, 9, 48, 48)
 

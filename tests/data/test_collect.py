@@ -79,6 +79,10 @@ def test_collect_script_is_parallel_and_resumable(tmp_path):
         np.testing.assert_array_equal(store.episode(i).images["front"], ep.images["front"])
     ds = WindowDataset(out, obs_horizon=2, action_horizon=16)
     assert len(ds) == store.num_frames
+    assert set(store.attrs["camera_projections"]) == {"front"}  # the wrist camera moves
+    seen = np.stack([ds[i]["focus_px"]["front"] for i in range(len(ds))])
+    assert np.isfinite(seen).mean() > 0.9 and (np.abs(seen[np.isfinite(seen)]) <= 1).all()
+    assert all(np.isnan(ds[i]["focus_px"]["wrist"]).all() for i in range(0, len(ds), 5))
 
 
 def test_data_cli_info_show_export(tmp_path):
@@ -129,3 +133,17 @@ def test_store_of_another_recipe_version_is_not_reused(tmp_path):
     result = subprocess.run([sys.executable, "scripts/collect_demos.py", str(recipe), "--out", str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "delete the store to collect it again" in result.stderr
+
+
+def test_store_of_older_experts_is_not_topped_up(tmp_path):
+    from embodied.data.collect import open_or_create
+    from embodied.data.store import StoreError
+    from embodied.envs.experts import EXPERTS_VERSION
+
+    recipe, out = write_recipe(tmp_path / "tiny.yaml", episodes_per_family=1), tmp_path / "tiny.zarr"
+    store = open_or_create(out, load_recipe(recipe))
+    assert store.attrs["recipe"]["experts"] == EXPERTS_VERSION
+    old = {k: v for k, v in store.attrs["recipe"].items() if k != "experts"}  # as stores before versioning
+    store.set_attrs(recipe=old)
+    with pytest.raises(StoreError, match=rf"'experts': 1.*'experts': {EXPERTS_VERSION}.*delete the store"):
+        open_or_create(out, load_recipe(recipe))

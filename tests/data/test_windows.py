@@ -101,3 +101,19 @@ def test_hold_after_end_trains_stay_on_successful_episodes(counting_store, kind)
     np.testing.assert_array_equal(failed["action"][:, 0], [20, 20, 20, 20])
     plain = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4)
     np.testing.assert_array_equal(plain[5]["action_mask"], [True, False, False, False])
+
+
+def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():
+    from embodied.data.windows import focus_pixels
+
+    attrs = {"image_size": [96, 96], "state_spec": {"names": ["q", "ee_x", "ee_y", "ee_z"]},
+             "camera_projections": {"front": [[100, 0, 0, 48], [0, -100, 0, 48], [0, 0, 0, 1]]}}  # u = 48 + 100 x
+    states = np.array([[0, 0.0, 0, 0], [0, 0.1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+    focus = np.array([[0.1, 0.2, 0], [0.1, 0, 0], [0.6, 0, 0], [np.nan] * 3], np.float32)
+    px = focus_pixels(attrs, states, focus, ["front", "wrist"])
+    np.testing.assert_allclose(px["front"][0], [2 * 58 / 96 - 1, 2 * 28 / 96 - 1], atol=1e-6)  # gripper + focus
+    np.testing.assert_allclose(px["front"][1], [2 * 68 / 96 - 1, 0], atol=1e-6)
+    assert np.isnan(px["front"][2:]).all()  # out of the frame; focus unknown
+    assert np.isnan(px["wrist"]).all()  # no projection (a moving camera)
+    no_pose = focus_pixels(attrs | {"state_spec": {"names": ["q"] * 4}}, states, focus, ["front"])
+    assert np.isnan(no_pose["front"]).all()

@@ -184,3 +184,26 @@ def test_quick_start_exits_cleanly(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_camera_projection_points_at_each_object_in_the_front_image():
+    """A store's camera_projections must say where things appear: the pixel an object's centre projects
+    to shows that object's color (the nearest of the palette in chromaticity, as shading darkens sides),
+    for every object of several scenes."""
+    e = gym.make("embodied/Pick-v0", cameras=("front", "wrist"), image_size=(96, 96))
+    projections = e.unwrapped.camera_projections()
+    assert set(projections) == {"front"}  # the wrist camera moves with the arm
+    world = e.unwrapped.world
+    chroma = lambda rgb: np.asarray(rgb, float) / max(float(np.sum(rgb)), 1e-6)  # noqa: E731
+    palette = {name: chroma(rgb) for name, rgb in world.catalog["colors"].items()}
+    checked = 0
+    for seed in range(3):
+        obs, _ = e.reset(seed=seed)
+        for thing in (t for t in world.things if t.kind == "object"):
+            u, v, depth = np.asarray(projections["front"]) @ np.append(world.pos(thing), 1.0)
+            pixel = obs["images"]["front"][int(v / depth), int(u / depth)]
+            nearest = min(palette, key=lambda c: np.linalg.norm(palette[c] - chroma(pixel)))
+            assert nearest == thing.color, (seed, thing.name, pixel)
+            checked += 1
+    e.close()
+    assert checked >= 9

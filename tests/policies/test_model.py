@@ -188,3 +188,43 @@ def test_focus_loss_adds_a_term_and_ignores_unknown_rows():
     assert known > plain + 0.5 * 0.5  # |error| of about 1 per axis on average, weighted 0.5
     known.backward()
     assert model.focus_out.weight.grad.abs().sum() > 0 and model.focus_query.grad.abs().sum() > 0
+
+
+def test_random_shift_reports_how_far_the_content_moved():
+    from embodied.policies.model import random_shift
+
+    img = torch.zeros(6, 1, 20, 24)
+    img[:, :, 7, 11] = 1.0  # one bright pixel at row 7, column 11
+    shifted, moved = random_shift(img, 4, torch.Generator().manual_seed(0))
+    for i in range(6):
+        row, col = divmod(int(shifted[i, 0].argmax()), 24)
+        assert (col - 11, row - 7) == tuple(moved[i].tolist())
+    assert moved.abs().max() <= 4 and len({tuple(m) for m in moved.tolist()}) > 1
+
+
+def test_keypoint_positions_map_grid_cells_to_their_pixels():
+    from embodied.policies.model import _grid_to_image
+
+    # a 12x12 grid after three stride-2 convs of a 96x96 frame: cell i is centred on pixel 8 i
+    corners = _grid_to_image(torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), (12, 12), (96, 96), 8)
+    torch.testing.assert_close(corners, torch.tensor([[0.5, 0.5], [88.5, 88.5]]) * 2 / 96 - 1)
+
+
+def test_keypoint_loss_pulls_the_first_keypoint_and_ignores_unknown_rows():
+    torch.manual_seed(0)
+    model = VLA(load_preset("tiny", keypoint_loss=0.5, augment_shift=0), CAMS, (96, 96), 13, 5).train()
+    x = batch()
+    target = {"action": torch.zeros(2, 16, 5), "action_mask": torch.ones(2, 16, dtype=torch.bool)}
+    plain = model.loss(**x, **target)
+    nan = torch.full((2, 2), float("nan"))
+    torch.testing.assert_close(plain, model.loss(**x, **target, focus_px={"front": nan, "wrist": nan}))
+    where = torch.tensor([[0.5, -0.5], [-0.25, 0.75]])
+    pulled = model.loss(**x, **target, focus_px={"front": where, "wrist": nan, "top": where})  # unknown cameras ignored
+    points = model.outputs(**x, with_points=True)["points"]
+    assert points["front"].shape == (2, 16, 2)
+    expected = plain + 0.5 * (points["front"][:, 0] - where).abs().mean()
+    torch.testing.assert_close(pulled, expected)
+    pulled.backward()
+    assert model.vision["front"].keypoints.maps.weight.grad[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="keypoint_loss 0.5 needs keypoints >= 1"):
+        load_preset("tiny", keypoints=0, keypoint_loss=0.5)
