@@ -83,6 +83,13 @@ def camera_projection(model: mujoco.MjModel, data: mujoco.MjData, camera: str, h
     return intrinsics @ np.hstack([rot.T, -rot.T @ data.cam_xpos[cam][:, None]])
 
 
+def pixel_to_plane(projection, pixel, z: float) -> np.ndarray:
+    """(x, y) of the point at height z that a (3, 4) world-to-pixel projection sends to pixel (u, v)."""
+    p, (u, v) = np.asarray(projection, float), pixel
+    rows = np.stack([p[0] - u * p[2], p[1] - v * p[2]])  # (2, 4): u * s = p0 . X and v * s = p1 . X
+    return np.linalg.solve(rows[:, :2], -(rows[:, 2] * z + rows[:, 3]))
+
+
 def static_cameras(model: mujoco.MjModel, names) -> list[str]:
     """Those of `names` that never move: fixed to the world, or tracking a body that is itself fixed."""
     modes = mujoco.mjtCamLight

@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import embodied.envs as envs
+from embodied.envs.rendering import pixel_to_plane
 from embodied.envs.tasks import InstructionError
 
 
@@ -204,6 +205,8 @@ def test_camera_projection_points_at_each_object_in_the_front_image():
             pixel = obs["images"]["front"][int(v / depth), int(u / depth)]
             nearest = min(palette, key=lambda c: np.linalg.norm(palette[c] - chroma(pixel)))
             assert nearest == thing.color, (seed, thing.name, pixel)
+            back = pixel_to_plane(projections["front"], (u / depth, v / depth), world.pos(thing)[2])
+            np.testing.assert_allclose(back, world.pos(thing)[:2], atol=1e-6)  # and back onto the table
             checked += 1
     e.close()
     assert checked >= 9
