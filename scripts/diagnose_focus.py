@@ -53,7 +53,7 @@ def main(args: Args) -> None:
         table.add_column(col, justify="left" if col == "family" else "right")
     for family in args.families:
         env = gym.make(ENV_IDS[family], cameras=tuple(model.cameras), image_size=tuple(spec["image_size"]))
-        projection = env.unwrapped.camera_projections().get("front")
+        projection = env.unwrapped.camera_projections()["world"].get("front")
         hits = {"focus": [], "keypoint": []}
         for seed in range(EVAL_SEED_START, EVAL_SEED_START + args.scenes):
             obs, _ = env.reset(seed=seed)

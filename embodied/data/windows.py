@@ -176,19 +176,34 @@ class VideoMix(Dataset):
 
 
 def focus_pixels(attrs: dict, states: np.ndarray, focus: np.ndarray, cameras: list[str]) -> dict[str, np.ndarray]:
-    """{camera: float32 (N, 2)}: where each frame's named thing (the gripper's position + focus) appears
-    in the camera's image, from the store's camera_projections; NaN where that cannot be told."""
+    """{camera: float32 (N, 2)}: where each frame's named thing (at focus from the gripper) appears in the
+    camera's image, from the store's camera_projections (static cameras: world to pixels; cameras on the
+    hand: the ee frame to pixels, with the ee pose from the state); NaN where that cannot be told."""
     out = {c: np.full((len(states), 2), np.nan, np.float32) for c in cameras}
     names = list((attrs.get("state_spec") or {}).get("names", []))
     projections = attrs.get("camera_projections") or {}
-    if not {"ee_x", "ee_y", "ee_z"} <= set(names):
+    pose = ("ee_x", "ee_y", "ee_z", "ee_qw", "ee_qx", "ee_qy", "ee_qz")
+    if not set(pose) <= set(names):
         return out
-    world = states[:, [names.index(n) for n in ("ee_x", "ee_y", "ee_z")]] + focus  # (N, 3)
+    ee = states[:, [names.index(n) for n in pose]].astype(np.float64)  # (N, 7)
+    points = {"world": ee[:, :3] + focus,  # (N, 3)
+              "ee": np.einsum("nji,nj->ni", _rotations(ee[:, 3:]), focus)}  # focus in the ee frame: R^T focus
     h, w = attrs["image_size"]
-    for cam in set(cameras) & set(projections):
-        p = np.c_[world, np.ones(len(world))] @ np.asarray(projections[cam]).T  # (N, 3): (u, v, 1) * depth
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xy = 2 * p[:, :2] / p[:, 2:] / [w, h] - 1
-            seen = (p[:, 2] > 0) & (np.abs(xy) <= 1).all(1)
-        out[cam][seen] = xy[seen]
+    for frame, matrices in projections.items():
+        for cam in set(cameras) & set(matrices):
+            p = np.c_[points[frame], np.ones(len(states))] @ np.asarray(matrices[cam]).T  # (N, 3): (u, v, 1) * depth
+            with np.errstate(invalid="ignore", divide="ignore"):
+                xy = 2 * p[:, :2] / p[:, 2:] / [w, h] - 1
+                seen = (p[:, 2] > 0) & (np.abs(xy) <= 1).all(1)
+            out[cam][seen] = xy[seen]
     return out
+
+
+def _rotations(quat: np.ndarray) -> np.ndarray:
+    """(N, 4) unit quaternions (w, x, y, z) -> (N, 3, 3) rotation matrices."""
+    w, x, y, z = quat.T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)

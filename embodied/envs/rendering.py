@@ -83,6 +83,19 @@ def camera_projection(model: mujoco.MjModel, data: mujoco.MjData, camera: str, h
     return intrinsics @ np.hstack([rot.T, -rot.T @ data.cam_xpos[cam][:, None]])
 
 
+def mounted_projections(model: mujoco.MjModel, data: mujoco.MjData, names, site: str, height: int,
+                        width: int) -> dict[str, list]:
+    """{camera: (3, 4) matrix taking a point in `site`'s frame to pixels (as camera_projection)} for those of
+    `names` rigidly mounted with the site (on the same body, or welded to it): their view moves with the
+    site, so with the site's pose (in the robot state) they say where a point appears in every frame."""
+    s = model.site(site).id
+    site_to_world = np.eye(4)
+    site_to_world[:3, :3], site_to_world[:3, 3] = data.site_xmat[s].reshape(3, 3), data.site_xpos[s]
+    weld = model.body_weldid[model.site_bodyid[s]]
+    return {c: (camera_projection(model, data, c, height, width) @ site_to_world).tolist() for c in names
+            if model.body_weldid[model.cam_bodyid[model.camera(c).id]] == weld}
+
+
 def pixel_to_plane(projection, pixel, z: float) -> np.ndarray:
     """(x, y) of the point at height z that a (3, 4) world-to-pixel projection sends to pixel (u, v)."""
     p, (u, v) = np.asarray(projection, float), pixel

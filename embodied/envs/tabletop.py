@@ -14,7 +14,7 @@ from gymnasium import spaces
 from embodied.envs import tasks
 from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
 from embodied.envs.diagnosis import Trace
-from embodied.envs.rendering import CameraRenderer, camera_projection, mujoco, static_cameras
+from embodied.envs.rendering import CameraRenderer, camera_projection, mounted_projections, mujoco, static_cameras
 from embodied.envs.scene import World
 from embodied.errors import UserError
 
@@ -244,14 +244,18 @@ class TabletopEnv(gym.Env):
             self._trace.update(self.world)
         return self._observation()
 
-    def camera_projections(self) -> dict[str, list]:
-        """{camera: (3, 4) world-to-pixel matrix as nested lists} for the observed cameras that never move
-        (see rendering.camera_projection); stores keep them so training can tell where a point appears."""
+    def camera_projections(self) -> dict[str, dict[str, list]]:
+        """Where a point appears in each observed camera, for stores (so training can tell where the named
+        thing is in the image): {"world": {camera: (3, 4) world-to-pixel matrix}} for cameras that never
+        move, {"ee": {camera: (3, 4) matrix from the grasp site's frame (the state's ee pose)}} for cameras
+        on the hand. See rendering.camera_projection."""
         m = self.world.model
         d = mujoco.MjData(m)
-        mujoco.mj_forward(m, d)  # a scratch state: static cameras sit the same in every state
+        mujoco.mj_forward(m, d)  # a scratch state: neither kind depends on it
         h, w = self.config.image_size
-        return {c: camera_projection(m, d, c, h, w).tolist() for c in static_cameras(m, self.config.cameras)}
+        cams = self.config.cameras
+        return {"world": {c: camera_projection(m, d, c, h, w).tolist() for c in static_cameras(m, cams)},
+                "ee": mounted_projections(m, d, cams, "grasp", h, w)}
 
     def render(self):
         if self.render_mode != "rgb_array":

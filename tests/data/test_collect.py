@@ -79,10 +79,11 @@ def test_collect_script_is_parallel_and_resumable(tmp_path):
         np.testing.assert_array_equal(store.episode(i).images["front"], ep.images["front"])
     ds = WindowDataset(out, obs_horizon=2, action_horizon=16)
     assert len(ds) == store.num_frames
-    assert set(store.attrs["camera_projections"]) == {"front"}  # the wrist camera moves
-    seen = np.stack([ds[i]["focus_px"]["front"] for i in range(len(ds))])
-    assert np.isfinite(seen).mean() > 0.9 and (np.abs(seen[np.isfinite(seen)]) <= 1).all()
-    assert all(np.isnan(ds[i]["focus_px"]["wrist"]).all() for i in range(0, len(ds), 5))
+    projections = store.attrs["camera_projections"]
+    assert set(projections["world"]) == {"front"} and set(projections["ee"]) == {"wrist"}  # the wrist moves
+    for cam in ("front", "wrist"):
+        seen = np.stack([ds[i]["focus_px"][cam] for i in range(len(ds))])
+        assert np.isfinite(seen).mean() > 0.5 and (np.abs(seen[np.isfinite(seen)]) <= 1).all()
 
 
 def test_data_cli_info_show_export(tmp_path):

@@ -106,14 +106,22 @@ def test_hold_after_end_trains_stay_on_successful_episodes(counting_store, kind)
 def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():
     from embodied.data.windows import focus_pixels
 
-    attrs = {"image_size": [96, 96], "state_spec": {"names": ["q", "ee_x", "ee_y", "ee_z"]},
-             "camera_projections": {"front": [[100, 0, 0, 48], [0, -100, 0, 48], [0, 0, 0, 1]]}}  # u = 48 + 100 x
-    states = np.array([[0, 0.0, 0, 0], [0, 0.1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+    names = ["q", "ee_x", "ee_y", "ee_z", "ee_qw", "ee_qx", "ee_qy", "ee_qz"]
+    # front (static): u = 48 + 100 x, v = 48 - 100 y; wrist (on the hand): u = 48 + 100 x_ee, v = 48 + 100 y_ee
+    attrs = {"image_size": [96, 96], "state_spec": {"names": names},
+             "camera_projections": {"world": {"front": [[100, 0, 0, 48], [0, -100, 0, 48], [0, 0, 0, 1]]},
+                                    "ee": {"wrist": [[100, 0, 0, 48], [0, 100, 0, 48], [0, 0, 0, 1]]}}}
+    quarter = [np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)]  # the hand turned 90 degrees about z
+    states = np.array([[0, 0.0, 0, 0, *quarter], [0, 0.1, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0, 0],
+                       [0, 0, 0, 0, 1, 0, 0, 0]], np.float32)
     focus = np.array([[0.1, 0.2, 0], [0.1, 0, 0], [0.6, 0, 0], [np.nan] * 3], np.float32)
-    px = focus_pixels(attrs, states, focus, ["front", "wrist"])
+    px = focus_pixels(attrs, states, focus, ["front", "wrist", "side"])
     np.testing.assert_allclose(px["front"][0], [2 * 58 / 96 - 1, 2 * 28 / 96 - 1], atol=1e-6)  # gripper + focus
     np.testing.assert_allclose(px["front"][1], [2 * 68 / 96 - 1, 0], atol=1e-6)
-    assert np.isnan(px["front"][2:]).all()  # out of the frame; focus unknown
-    assert np.isnan(px["wrist"]).all()  # no projection (a moving camera)
-    no_pose = focus_pixels(attrs | {"state_spec": {"names": ["q"] * 4}}, states, focus, ["front"])
+    # in the turned hand's frame the focus (0.1, 0.2) is (0.2, -0.1): u = 68, v = 38
+    np.testing.assert_allclose(px["wrist"][0], [2 * 68 / 96 - 1, 2 * 38 / 96 - 1], atol=1e-5)
+    np.testing.assert_allclose(px["wrist"][1], [2 * 58 / 96 - 1, 0], atol=1e-6)
+    assert np.isnan(px["front"][2:]).all() and np.isnan(px["wrist"][2:]).all()  # out of frame; unknown
+    assert np.isnan(px["side"]).all()  # no projection
+    no_pose = focus_pixels(attrs | {"state_spec": {"names": ["q"] * 8}}, states, focus, ["front"])
     assert np.isnan(no_pose["front"]).all()

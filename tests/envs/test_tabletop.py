@@ -187,26 +187,52 @@ def test_quick_start_exits_cleanly(tmp_path):
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
 
 
-def test_camera_projection_points_at_each_object_in_the_front_image():
-    """A store's camera_projections must say where things appear: the pixel an object's centre projects
-    to shows that object's color (the nearest of the palette in chromaticity, as shading darkens sides),
-    for every object of several scenes."""
+def _chroma(rgb) -> np.ndarray:  # shading darkens a side but keeps its chromaticity
+    return np.asarray(rgb, float) / max(float(np.sum(rgb)), 1e-6)
+
+
+def _color_at(image, xyz_pixel, palette) -> str:
+    u, v, depth = xyz_pixel
+    return min(palette, key=lambda c: np.linalg.norm(palette[c] - _chroma(image[int(v / depth), int(u / depth)])))
+
+
+def test_camera_projections_point_at_each_object():
+    """A store's camera_projections must say where things appear: the pixel an object's centre projects to
+    shows that object's color (the nearest of the palette), for every object of several scenes in the
+    static front camera, and for the named object in the wrist camera as the expert reaches for it."""
+    from embodied.envs.experts import ScriptedExpert
+
     e = gym.make("embodied/Pick-v0", cameras=("front", "wrist"), image_size=(96, 96))
     projections = e.unwrapped.camera_projections()
-    assert set(projections) == {"front"}  # the wrist camera moves with the arm
+    assert set(projections["world"]) == {"front"} and set(projections["ee"]) == {"wrist"}
+    front, wrist = np.asarray(projections["world"]["front"]), np.asarray(projections["ee"]["wrist"])
     world = e.unwrapped.world
-    chroma = lambda rgb: np.asarray(rgb, float) / max(float(np.sum(rgb)), 1e-6)  # noqa: E731
-    palette = {name: chroma(rgb) for name, rgb in world.catalog["colors"].items()}
-    checked = 0
+    palette = {name: _chroma(rgb) for name, rgb in world.catalog["colors"].items()}
+    checked = wrist_checked = wrist_right = 0
     for seed in range(3):
         obs, _ = e.reset(seed=seed)
         for thing in (t for t in world.things if t.kind == "object"):
-            u, v, depth = np.asarray(projections["front"]) @ np.append(world.pos(thing), 1.0)
-            pixel = obs["images"]["front"][int(v / depth), int(u / depth)]
-            nearest = min(palette, key=lambda c: np.linalg.norm(palette[c] - chroma(pixel)))
-            assert nearest == thing.color, (seed, thing.name, pixel)
-            back = pixel_to_plane(projections["front"], (u / depth, v / depth), world.pos(thing)[2])
+            pixel = front @ np.append(world.pos(thing), 1.0)
+            assert _color_at(obs["images"]["front"], pixel, palette) == thing.color, (seed, thing.name)
+            back = pixel_to_plane(front, pixel[:2] / pixel[2], world.pos(thing)[2])
             np.testing.assert_allclose(back, world.pos(thing)[:2], atol=1e-6)  # and back onto the table
             checked += 1
+        expert, target, seen = ScriptedExpert(e), e.unwrapped.task.obj, []
+        for _ in range(8):  # the first steps toward the named object (closer, its top hides its centre)
+            state = obs["state"].astype(float)
+            pixel = wrist @ np.append(_quat_to_matrix(state[9:13]).T @ (world.pos(target) - state[6:9]), 1.0)
+            if pixel[2] > 0 and (0 <= pixel[:2] / pixel[2]).all() and (pixel[:2] / pixel[2] < 96).all():
+                seen.append(_color_at(obs["images"]["wrist"], pixel, palette) == target.color)
+            obs, *_ = e.step(expert.act(obs)[0])
+        wrist_checked += len(seen)
+        wrist_right += sum(seen)
     e.close()
-    assert checked >= 9
+    assert checked >= 9 and wrist_checked >= 10 and wrist_right >= 0.75 * wrist_checked
+
+
+def _quat_to_matrix(q) -> np.ndarray:
+    import mujoco
+
+    out = np.empty(9)
+    mujoco.mju_quat2Mat(out, np.asarray(q, float))
+    return out.reshape(3, 3)
