@@ -1,4 +1,4 @@
-"""Pretrain the VLA. With no arguments: the main job (42 minutes on a 2-core CPU machine that trains at
+"""Pretrain the VLA. With no arguments: the main job (about 45 minutes on a 2-core CPU machine that trains at
 ~100 samples/s): build the default demonstration store if missing, pretrain the tiny preset, evaluate on
 held-out seeds, and print success per task family next to a random policy.
 
