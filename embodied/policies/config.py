@@ -81,7 +81,8 @@ class PolicyConfig:
             raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
                             f"got {self.keypoint_stage}")
         if self.keypoint_loss > 0 and self.keypoints < 1:
-            raise UserError(f"keypoint_loss {self.keypoint_loss} needs keypoints >= 1, got {self.keypoints}")
+            raise UserError(f"keypoint_loss {self.keypoint_loss} needs keypoints >= 1, got {self.keypoints} "
+                            "(turn both off: --keypoints 0 --keypoint-loss 0)")
         if self.latent_codes < 0 or self.latent_groups < 1 or not 1 <= self.latent_stride <= self.action_horizon:
             raise UserError(f"latent actions: codes >= 0, groups >= 1 and 1 <= stride <= action_horizon "
                             f"({self.action_horizon}); got {self.latent_codes}, {self.latent_groups}, "

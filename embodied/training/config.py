@@ -23,7 +23,10 @@ class TrainConfig:
     action_horizon: int | None = None
     """Override the preset's chunk size H."""
     keypoints: int | None = None
-    """Override the preset's spatial-softmax keypoints per camera (0 = off)."""
+    """Override the preset's spatial-softmax keypoints per camera (0 = off; then also --keypoint-loss 0)."""
+    keypoint_loss: float | None = None
+    """Override the preset's keypoint loss weight (0 = off): pulls each camera's first keypoint to where the
+    named thing appears, for cameras whose store records a projection."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None

@@ -102,6 +102,8 @@ def test_flags_that_do_not_go_together(base, tmp_path):
         resolve(FinetuneConfig(adapter="lora"))
     with pytest.raises(UserError, match="architecture comes from --base"):
         resolve(FinetuneConfig(base=base_run, head="flow"))
+    with pytest.raises(UserError, match=r"drop \['keypoint_loss'\]"):  # not silently ignored
+        resolve(FinetuneConfig(base=base_run, keypoint_loss=0.0))
     assert resolve(FinetuneConfig(base=base_run, adapter="full")).lr == 1e-4
     with pytest.raises(UserError, match="only 3 of family"):
         few_episodes(EpisodeStore.open(store), 5)

@@ -226,5 +226,6 @@ def test_keypoint_loss_pulls_the_first_keypoint_and_ignores_unknown_rows():
     torch.testing.assert_close(pulled, expected)
     pulled.backward()
     assert model.vision["front"].keypoints.maps.weight.grad[0].abs().sum() > 0
-    with pytest.raises(ValueError, match="keypoint_loss 0.5 needs keypoints >= 1"):
-        load_preset("tiny", keypoints=0, keypoint_loss=0.5)
+    with pytest.raises(ValueError, match="keypoint_loss 0.5 needs keypoints >= 1.*--keypoint-loss 0"):
+        load_preset("tiny", keypoints=0)
+    assert load_preset("tiny", keypoints=0, keypoint_loss=0).keypoint_loss == 0
