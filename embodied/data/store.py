@@ -11,8 +11,9 @@
     meta/seed (int64, -1 when not from a seeded env)
 
 Root attributes: format_version, cameras, image_size, control_rate, action_spec, state_spec, the recipe,
-and, for simulated stores, camera_projections ({camera: (3, 4) world-to-pixel matrix} of the cameras
-that never move): with data/focus they say where the named thing appears in each such image.
+and, for simulated stores, camera_projections ({"world": {camera: (3, 4) world-to-pixel matrix} for
+cameras that never move, "ee": {camera: (3, 4) matrix from the state's end-effector frame to pixels} for
+cameras on the hand}): with data/focus they say where the named thing appears in each image.
 
 Integrity (format version 2): every chunk ends in a crc32c checksum (zarr's crc32c codec), the
 root attributes hold a crc32c of every other zarr.json (`checksums`) and of themselves
