@@ -44,8 +44,8 @@ def record_episode(env: gym.Env, policy, seed: int, options: dict | None = None,
 
 
 def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:
-    """An empty store whose specs (cameras, image size, rates, action/state specs, where its static cameras
-    look) are the env's."""
+    """An empty store whose specs (cameras, image size, rates, action/state specs, camera projections) are
+    the env's."""
     base = env.unwrapped
     cfg = base.config
     if hasattr(base, "camera_projections"):
