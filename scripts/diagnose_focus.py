@@ -9,6 +9,10 @@ how often the object nearest that estimate is the named one:
 The first frame is the same state the demonstrations start from, so a wrong choice here is a grounding
 error, not covariate shift. Privileged state gives the truth.
 
+Then, for place (an instruction that names an object and a plate): which words the vision FiLM reads,
+on the first frame and once the scripted expert has lifted the object. With `film_pool: state` the
+reading can move from the object's words to the plate's; with `mean` it cannot.
+
     python scripts/diagnose_focus.py policies/runs/tiny_pretrain_small --scenes 30
 """
 
@@ -79,6 +83,53 @@ def main(args: Args) -> None:
         env.close()
         table.add_row(family, *(_cell(hits[k]) for k in ("focus", "keypoint")))
     Console().print(table)
+    if "place" in args.families:
+        Console().print(_film_reading(policy, args.scenes))
+
+
+def _film_reading(policy, scenes: int):
+    """Share of FiLM's weight on the object's words and on the plate's words, first frame / object held."""
+    import gymnasium as gym
+    import torch
+    from rich.table import Table
+
+    from embodied.envs import ENV_IDS
+    from embodied.envs.experts import ScriptedExpert
+    from embodied.evaluation.rollouts import EVAL_SEED_START
+
+    model, spec = policy.model, policy.spec
+    env = gym.make(ENV_IDS["place"], cameras=(), image_size=tuple(spec["image_size"]))
+    tokenizer, shares = policy.language.tokenizer, {"first frame": [], "object held": []}
+    for seed in range(EVAL_SEED_START, EVAL_SEED_START + scenes):
+        obs, _ = env.reset(seed=seed)
+        world, task, expert = env.unwrapped.world, env.unwrapped.task, ScriptedExpert(env)
+        text = obs["instruction"]
+        enc = tokenizer(text, truncation=True, max_length=policy.language.max_tokens)
+        words = [None if w is None else text[slice(*enc.word_to_chars(w))].lower() for w in enc.word_ids()]
+        groups = {"object": task.obj.words - task.target.words, "plate": task.target.words - task.obj.words}
+        lang, mask = policy.language.encode([text])
+        for phase in shares:
+            if phase == "object held":
+                for _ in range(200):
+                    if world.grasped(task.obj) and world.pos(task.obj)[2] > task.obj.half + 0.03:
+                        break
+                    obs, *_ = env.step(expert.act(obs)[0])
+                else:
+                    break  # the expert never lifted it: skip the scene
+            state = model.normalize_state(torch.from_numpy(obs["state"][None, None]).float())
+            with torch.no_grad():
+                weights = model.film_weights(state, lang, mask)[0, 0, : len(words)].numpy()
+            shares[phase].append([sum(wt for wt, w in zip(weights, words, strict=True) if w in groups[g])
+                                  for g in ("object", "plate")])
+    env.close()
+    table = Table(title=f"place, {scenes} scenes: share of FiLM's reading of the instruction (film_pool: "
+                        f"{model.cfg.film_pool})")
+    for col in ("gripper", "object's words", "plate's words"):
+        table.add_column(col, justify="left" if col == "gripper" else "right")
+    for phase, rows in shares.items():
+        mean = np.mean(rows, axis=0) if rows else [np.nan, np.nan]
+        table.add_row(f"{phase} ({len(rows)} scenes)", *(f"{100 * m:.0f}%" for m in mean))
+    return table
 
 
 def _cell(hits: list) -> str:

@@ -12,6 +12,7 @@ from embodied.errors import UserError
 from embodied.paths import repo_root
 
 HEADS = ("regression", "flow")
+FILM_POOLS = ("mean", "state")
 
 
 @dataclass
@@ -30,6 +31,10 @@ class PolicyConfig:
     """Channels of the stride-2 conv stages per camera (4 stages: 96x96 -> 6x6 = 36 tokens)."""
     film: bool = True
     """Condition every vision stage on the instruction (FiLM)."""
+    film_pool: str = "mean"
+    """How the instruction's tokens become the one vector FiLM reads: 'mean' (mean-pooled sentence) or
+    'state' (attention over the tokens with a query from each frame's robot state, so a holding gripper
+    can attend to "the green plate" and an open one to "the red cube"; starts as the mean)."""
     keypoints: int = 0
     """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
     `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per
@@ -77,6 +82,8 @@ class PolicyConfig:
     def __post_init__(self):
         if self.head not in HEADS:
             raise UserError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.film_pool not in FILM_POOLS:
+            raise UserError(f"film_pool must be one of {FILM_POOLS}, got {self.film_pool!r}")
         if not 0 <= self.keypoint_stage < len(self.vision_channels):
             raise UserError(f"keypoint_stage must index vision_channels (0-{len(self.vision_channels) - 1}), "
                             f"got {self.keypoint_stage}")

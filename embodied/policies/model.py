@@ -117,6 +117,10 @@ class VLA(nn.Module):
         stride = 2 ** len(cfg.vision_channels)
         patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride) + (cfg.keypoints > 0)
         self.lang_proj = nn.Linear(LANG_WIDTH, d)
+        if cfg.film and cfg.film_pool == "state":
+            self.film_query = nn.Sequential(nn.Linear(state_dim, d), nn.GELU(), nn.Linear(d, LANG_WIDTH))
+            nn.init.zeros_(self.film_query[-1].weight)  # a zero query attends evenly: starts as the mean
+            nn.init.zeros_(self.film_query[-1].bias)
         self.state_proj = nn.Linear(state_dim, d)
         self.patch_pos = nn.Parameter(torch.zeros(patches, d))
         self.camera_emb = nn.Parameter(torch.zeros(len(cameras), d))
@@ -187,14 +191,14 @@ class VLA(nn.Module):
         Latent-action query tokens are added only with_latent (pretraining on latent-labelled video), and no
         other token attends to them, so the action chunk is computed the same with or without them."""
         b, t = state.shape[:2]
-        pooled = (lang * lang_mask[..., None]).sum(1) / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 384)
+        film_lang = self.film_lang(state, lang, lang_mask).flatten(0, 1)  # (B*T, 384)
         tokens, points = [self.lang_proj(lang) + self.lang_pos], {}
         for k, cam in enumerate(self.cameras):
             x = images[cam].flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B*T, 3, H, W)
             moved = x.new_zeros(x.shape[0], 2)
             if self.training and self.cfg.augment_shift:
                 x, moved = random_shift(x, self.cfg.augment_shift, generator)
-            feats = self.vision[cam](x, pooled.repeat_interleave(t, 0), with_points)  # (B*T, P, d)
+            feats = self.vision[cam](x, film_lang, with_points)  # (B*T, P, d)
             if with_points:  # undo the shift, so the points are where things are in the recorded frame
                 feats, pts = feats
                 pts = pts - 2 * moved[:, None] / moved.new_tensor([x.shape[-1], x.shape[-2]])
@@ -229,6 +233,19 @@ class VLA(nn.Module):
             logits = self.latent_head(x[:, latent_at: latent_at + n_latent])  # (B, H/stride, G*K)
             out["latent"] = logits.unflatten(-1, (self.cfg.latent_groups, self.cfg.latent_codes))
         return out
+
+    def film_lang(self, state: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
+        """The instruction vector FiLM reads at each frame, (B, T, 384): see film_weights."""
+        return self.film_weights(state, lang, lang_mask) @ lang
+
+    def film_weights(self, state: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
+        """How FiLM weighs the instruction's tokens at each frame, (B, T, L): evenly over the real tokens
+        (film_pool 'mean'), or by attention whose query comes from that frame's state ('state')."""
+        if self.cfg.film_pool == "state" and self.cfg.film:
+            scores = self.film_query(state) @ lang.transpose(1, 2) / math.sqrt(LANG_WIDTH)  # (B, T, L)
+            return scores.masked_fill(~lang_mask[:, None], torch.finfo(scores.dtype).min).softmax(-1)
+        even = lang_mask.float() / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, L)
+        return even[:, None].expand(-1, state.shape[1], -1)
 
     def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None, weight=None,
              latent=None, focus_px=None) -> torch.Tensor:

@@ -49,6 +49,7 @@ def test_parameter_counts_match_presets():
 @pytest.mark.parametrize("field, value", [
     ("d_model", 64), ("depth", 2), ("mlp_ratio", 2.0), ("vision_channels", [8, 16, 32, 64]), ("film", False),
     ("obs_horizon", 2), ("action_horizon", 8), ("head", "flow"), ("lang_tokens", 12), ("keypoints", 8),
+    ("film_pool", "state"),
 ])
 def test_every_architecture_field_changes_the_model(field, value):
     base = count(VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5))
@@ -229,3 +230,19 @@ def test_keypoint_loss_pulls_the_first_keypoint_and_ignores_unknown_rows():
     with pytest.raises(ValueError, match="keypoint_loss 0.5 needs keypoints >= 1.*--keypoint-loss 0"):
         load_preset("tiny", keypoints=0)
     assert load_preset("tiny", keypoints=0, keypoint_loss=0).keypoint_loss == 0
+
+
+def test_state_film_pool_starts_as_the_mean_then_follows_the_state_over_real_tokens_only():
+    x = batch(t=2)
+    model = VLA(load_preset("tiny", film_pool="state"), CAMS, (96, 96), 13, 5)
+    mean = VLA(load_preset("tiny", film_pool="mean"), CAMS, (96, 96), 13, 5).film_lang(**{
+        k: x[k] for k in ("state", "lang", "lang_mask")})
+    assert torch.allclose(model.film_lang(x["state"], x["lang"], x["lang_mask"]), mean, atol=1e-6)
+    torch.nn.init.normal_(model.film_query[-1].weight, std=1.0)  # as if trained
+    pooled = model.film_lang(x["state"], x["lang"], x["lang_mask"])  # (B, T, 384)
+    assert not torch.allclose(pooled[:, 0], pooled[:, 1], atol=1e-3)  # two frames, two states
+    padded = x["lang"].clone()
+    padded[:, 9:] = 100.0  # padding tokens (mask False) must not leak in
+    assert torch.allclose(model.film_lang(x["state"], padded, x["lang_mask"]), pooled)
+    with pytest.raises(ValueError, match="film_pool must be one of"):
+        load_preset("tiny", film_pool="max")
