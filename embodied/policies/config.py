@@ -12,7 +12,7 @@ from embodied.errors import UserError
 from embodied.paths import repo_root
 
 HEADS = ("regression", "flow")
-FILM_POOLS = ("mean", "state")
+FILM_POOLS = ("mean", "state", "mean+state")
 
 
 @dataclass
@@ -34,7 +34,8 @@ class PolicyConfig:
     film_pool: str = "mean"
     """How the instruction's tokens become the one vector FiLM reads: 'mean' (mean-pooled sentence) or
     'state' (attention over the tokens with a query from each frame's robot state, so a holding gripper
-    can attend to "the green plate" and an open one to "the red cube"; starts as the mean)."""
+    can attend to "the green plate" and an open one to "the red cube"; starts as the mean) or
+    'mean+state' (the average of the two: the sentence's gist stays in, for phrasings not trained on)."""
     keypoints: int = 0
     """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
     `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per

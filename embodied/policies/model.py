@@ -117,7 +117,7 @@ class VLA(nn.Module):
         stride = 2 ** len(cfg.vision_channels)
         patches = math.ceil(image_size[0] / stride) * math.ceil(image_size[1] / stride) + (cfg.keypoints > 0)
         self.lang_proj = nn.Linear(LANG_WIDTH, d)
-        if cfg.film and cfg.film_pool == "state":
+        if cfg.film and cfg.film_pool != "mean":
             self.film_query = nn.Sequential(nn.Linear(state_dim, d), nn.GELU(), nn.Linear(d, LANG_WIDTH))
             nn.init.zeros_(self.film_query[-1].weight)  # a zero query attends evenly: starts as the mean
             nn.init.zeros_(self.film_query[-1].bias)
@@ -240,12 +240,14 @@ class VLA(nn.Module):
 
     def film_weights(self, state: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
         """How FiLM weighs the instruction's tokens at each frame, (B, T, L): evenly over the real tokens
-        (film_pool 'mean'), or by attention whose query comes from that frame's state ('state')."""
-        if self.cfg.film_pool == "state" and self.cfg.film:
-            scores = self.film_query(state) @ lang.transpose(1, 2) / math.sqrt(LANG_WIDTH)  # (B, T, L)
-            return scores.masked_fill(~lang_mask[:, None], torch.finfo(scores.dtype).min).softmax(-1)
-        even = lang_mask.float() / lang_mask.sum(1, keepdim=True).clamp(min=1)  # (B, L)
-        return even[:, None].expand(-1, state.shape[1], -1)
+        ('mean'), by attention whose query comes from that frame's state ('state'), or the average of the
+        two ('mean+state')."""
+        even = (lang_mask.float() / lang_mask.sum(1, keepdim=True).clamp(min=1))[:, None]  # (B, 1, L)
+        if self.cfg.film_pool == "mean" or not self.cfg.film:
+            return even.expand(-1, state.shape[1], -1)
+        scores = self.film_query(state) @ lang.transpose(1, 2) / math.sqrt(LANG_WIDTH)  # (B, T, L)
+        attn = scores.masked_fill(~lang_mask[:, None], torch.finfo(scores.dtype).min).softmax(-1)
+        return attn if self.cfg.film_pool == "state" else (attn + even) / 2
 
     def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None, weight=None,
              latent=None, focus_px=None) -> torch.Tensor:

@@ -28,8 +28,8 @@ class TrainConfig:
     """Override the preset's keypoint loss weight (0 = off): pulls each camera's first keypoint to where the
     named thing appears, for cameras whose store records a projection."""
     film_pool: str | None = None
-    """Override how FiLM reads the instruction: 'mean' (the sentence) or 'state' (token attention steered
-    by the robot state)."""
+    """Override how FiLM reads the instruction: 'mean' (the sentence), 'state' (token attention steered by
+    the robot state) or 'mean+state' (their average)."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None

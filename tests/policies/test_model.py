@@ -233,6 +233,7 @@ def test_keypoint_loss_pulls_the_first_keypoint_and_ignores_unknown_rows():
 
 
 def test_state_film_pool_starts_as_the_mean_then_follows_the_state_over_real_tokens_only():
+    """'state' reads the instruction by attention from the state; 'mean+state' averages it with the mean."""
     x = batch(t=2)
     model = VLA(load_preset("tiny", film_pool="state"), CAMS, (96, 96), 13, 5)
     mean = VLA(load_preset("tiny", film_pool="mean"), CAMS, (96, 96), 13, 5).film_lang(**{
@@ -244,5 +245,8 @@ def test_state_film_pool_starts_as_the_mean_then_follows_the_state_over_real_tok
     padded = x["lang"].clone()
     padded[:, 9:] = 100.0  # padding tokens (mask False) must not leak in
     assert torch.allclose(model.film_lang(x["state"], padded, x["lang_mask"]), pooled)
+    both = VLA(load_preset("tiny", film_pool="mean+state"), CAMS, (96, 96), 13, 5)
+    both.film_query.load_state_dict(model.film_query.state_dict())
+    assert torch.allclose(both.film_lang(x["state"], x["lang"], x["lang_mask"]), (pooled + mean) / 2, atol=1e-5)
     with pytest.raises(ValueError, match="film_pool must be one of"):
         load_preset("tiny", film_pool="max")
