@@ -32,9 +32,9 @@ class PolicyConfig:
     film: bool = True
     """Condition every vision stage on the instruction (FiLM)."""
     film_pool: str = "mean"
-    """How the instruction's tokens become the one vector FiLM reads: 'mean' (mean-pooled sentence) or
+    """How the instruction's tokens become the one vector FiLM reads: 'mean' (mean-pooled sentence),
     'state' (attention over the tokens with a query from each frame's robot state, so a holding gripper
-    can attend to "the green plate" and an open one to "the red cube"; starts as the mean) or
+    can attend to "the green plate" and an open one to "the red cube"; starts as the mean), or
     'mean+state' (the average of the two: the sentence's gist stays in, for phrasings not trained on)."""
     keypoints: int = 0
     """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
