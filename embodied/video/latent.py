@@ -135,7 +135,7 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
             used.zero_()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    model.eval()
+    _calibrate(model, data, gen)
     val = [FramePairs(p, stride, va) for p, (_, va) in zip(stores, splits, strict=True) if len(va)]
     report = {"steps": steps, "codes": codes, "groups": groups}
     if val:
@@ -145,6 +145,22 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
         if probe:
             report["action_probe"] = action_probe(model, *probe[0])
     return model, report
+
+
+@torch.no_grad()
+def _calibrate(model: LatentActionModel, data, gen: torch.Generator, pairs: int = 5120) -> None:
+    """Re-estimate the batch-norm statistics on (up to `pairs`) clean training pairs, as labelling sees them: the
+    running averages were taken on augmented pairs while the encoder moved, and on held-out pairs they
+    crowded the encodings onto a few codes (8 codes used in training mode, 3 with the running averages)."""
+    model.eval()
+    model.spread.reset_running_stats()
+    model.spread.momentum = None  # a plain average over the pass
+    model.spread.train()
+    loader = torch.utils.data.DataLoader(data, batch_size=256, shuffle=True, generator=gen, num_workers=0)
+    for _, b in zip(range(math.ceil(pairs / 256)), loader, strict=False):  # stops at the shorter
+        model.encode(b["before"], b["after"])
+    model.spread.momentum = 0.1
+    model.spread.eval()
 
 
 @torch.no_grad()

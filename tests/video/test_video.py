@@ -21,6 +21,7 @@ from embodied.policies.model import VLA
 from embodied.training.config import TrainConfig
 from embodied.training.loop import train
 from embodied.video import idm, latent
+from embodied.video.pairs import FramePairs
 
 ROOT = Path(__file__).resolve().parents[2]
 STYLE = {"front_offset": [0.0, 0.2, -0.1], "light_tint": [1.0, 0.8, 0.6]}
@@ -54,9 +55,12 @@ def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores):
 def test_latent_codes_are_used_not_collapsed(stores):
     model, report = latent.train_latent([stores["labelled"], stores["video"]], codes=8, groups=1, steps=150,
                                         batch=32, progress=False)
-    usage = report["heldout"]
-    assert usage["codes_over_1pct"][0] >= 3, usage  # collapse would leave one code
-    assert usage["perplexity"][0] > 2.0, usage
+    assert report["heldout"]["pairs"] > 0
+    # on every pair of both stores, as label_store sees them (the held-out split is one or two episodes,
+    # too few pairs to judge by); seeds 0, 8 and 13 land at 6.4-7.3 with all 8 codes; collapse lands near 1
+    every = torch.utils.data.ConcatDataset([FramePairs(s, 4) for s in stores.values()])
+    usage = latent.code_report(model, every)
+    assert usage["codes_over_1pct"][0] >= 4 and usage["perplexity"][0] > 3.0, usage
 
 
 def test_labelled_stores_are_valid_stores_and_the_video_is_untouched(stores, tmp_path):
