@@ -166,7 +166,7 @@ def action_error(ckpt: Path, dataset: str, test: np.ndarray, batches: int = 16) 
             lang, mask = policy.language.encode(list(batch["instruction"]))
             chunk = policy.model.sample(batch["images"], policy.model.normalize_state(batch["state"].float()),
                                         lang, mask, generator=torch.Generator().manual_seed(0))
-            err = (policy.model.denormalize_action(chunk) - batch["action"].float()).abs().mean(-1)  # (B, H)
+            err = (policy.model.denormalize_action(chunk) - batch["action"].float()).abs()  # (B, H, A)
             errors.append(float((err * batch["action_mask"]).sum()))
             weights.append(float(batch["action_mask"].sum()))
     return sum(errors) / sum(weights)

@@ -46,7 +46,8 @@ class WindowDataset(StoreDataset):
     state        float32 (T_o, S)
     action       float32 (H, A)   actions t .. t+H-1 (past the episode end: the last action repeats, or
                                   with hold_after_end, "stay": no motion, the gripper as it was)
-    action_mask  bool (H,)        False where the action is padding past the end (True for "stay")
+    action_mask  bool (H, A)      False where the target is padding past the end (True for "stay"; with
+                                  keep_gripper, True for the gripper, which keeps its last command)
     focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
     focus_px     {camera: float32 (2,)}  where the named thing appears in frame t's image, (x, y) in
                                   [-1, 1] of the width and height (left/top edge = -1); NaN where unknown:
@@ -56,10 +57,13 @@ class WindowDataset(StoreDataset):
 
     def __init__(self, path: str | Path, obs_horizon: int = 1, action_horizon: int = 16,
                  episodes: np.ndarray | None = None, cameras: list[str] | None = None,
-                 require_actions: bool = True, hold_after_end: bool = False):
+                 require_actions: bool = True, hold_after_end: bool = False, keep_gripper: bool = False):
         """hold_after_end: past the end of a successful episode the target is "stay" (trained, not
         masked), so a policy learns to stop once the task is done instead of carrying on: a reach
-        demonstration ends mid-descent at full speed, and without it nothing says where to stop."""
+        demonstration ends mid-descent at full speed, and without it nothing says where to stop.
+        keep_gripper: past the end of a successful episode the gripper's target is its last command (the
+        motions stay masked). A place demonstration ends on the first frame the gripper opens, so without
+        it a chunk holds that release in one position only."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
@@ -89,6 +93,8 @@ class WindowDataset(StoreDataset):
         self._success = store.meta("success").astype(bool)
         spec = store.attrs.get("action_spec")  # without one, what "stay" means is unknown: keep the mask
         self._moves = _motion_dims(spec) if hold_after_end and spec else None
+        grip = np.array(spec["names"]) == "gripper" if keep_gripper and spec else None
+        self._grip = grip if grip is not None and grip.any() else None
         self._store: EpisodeStore | None = store
 
     def __len__(self) -> int:
@@ -106,9 +112,13 @@ class WindowDataset(StoreDataset):
         act = np.minimum(act, end - 1)
         ep = int(self._episode[i])
         actions = self.actions[act]
-        if self._moves is not None and self._success[ep] and not mask.all():
-            actions[np.ix_(~mask, self._moves)] = 0.0  # stay where the task was done
-            mask = np.ones_like(mask)
+        mask = np.repeat(mask[:, None], actions.shape[1], 1)  # (H, A)
+        if self._success[ep] and not mask.all():
+            if self._moves is not None:
+                actions[np.ix_(~mask[:, 0], self._moves)] = 0.0  # stay where the task was done
+                mask[:] = True
+            elif self._grip is not None:
+                mask[:, self._grip] = True  # the last action repeats: the gripper keeps its command
         return {
             "images": {c: self.store.frames(c, obs) for c in self.cameras},
             "state": self.states[obs],
@@ -169,9 +179,9 @@ class VideoMix(Dataset):
             return item
         item = self.video[i - len(self.demos)] | {"weight": np.float32(self.video_weight)}
         if self.latent:
-            codes = np.where(item["action_mask"][:, None], item["action"], -1).astype(np.int64)  # (H, G)
+            codes = np.where(item["action_mask"], item["action"], -1).astype(np.int64)  # (H, G)
             item |= {"latent": codes, "action": np.zeros((h, self.action_dim), np.float32),
-                     "action_mask": np.zeros(h, bool)}
+                     "action_mask": np.zeros((h, self.action_dim), bool)}
         return item
 
 

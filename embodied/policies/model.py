@@ -251,14 +251,16 @@ class VLA(nn.Module):
 
     def loss(self, images, state, lang, lang_mask, action, action_mask, generator=None, focus=None, weight=None,
              latent=None, focus_px=None) -> torch.Tensor:
-        """Training loss on normalized actions (B, H, A) with padding mask (B, H); plus, with focus_loss > 0
-        and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus loss.
+        """Training loss on normalized actions (B, H, A) with padding mask (B, H) or (B, H, A); plus, with
+        focus_loss > 0 and `focus` (B, 3) in FOCUS_SCALE units (NaN rows unknown), the weighted auxiliary focus
+        loss.
         weight: (B,) per-sample loss weight (e.g. pseudo-labelled video < 1). latent: int64 (B, H, G)
         latent-action codes of each frame (-1 where unknown; such samples carry no action: mask False).
         focus_px: {camera: (B, 2)} where the named thing appears in the camera's recorded frame (NaN where
         unknown); with keypoint_loss > 0, each such camera's first keypoint is pulled there (L1)."""
         w = torch.ones(action.shape[0], device=action.device, dtype=action.dtype) if weight is None else weight
-        mask = action_mask[..., None].to(action.dtype) * w[:, None, None]
+        mask = (action_mask if action_mask.dim() == 3 else action_mask[..., None]).expand_as(action)
+        mask = mask.to(action.dtype) * w[:, None, None]
         aux = focus is not None and self.cfg.focus_loss > 0
         pull = {c: v for c, v in (focus_px or {}).items() if c in self.cameras} if self.cfg.keypoint_loss > 0 else {}
         with_latent = latent is not None  # even with no code in this batch: DDP needs the same graph each step
@@ -275,7 +277,7 @@ class VLA(nn.Module):
             out = self.outputs(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux,
                                with_latent=with_latent, with_points=bool(pull))
             err = (out["chunk"] - (action - noise)) ** 2  # velocity of the straight path noise -> action
-        loss = (err * mask).sum() / (mask.sum() * action.shape[-1]).clamp(min=1e-6)
+        loss = (err * mask).sum() / mask.sum().clamp(min=1e-6)
         if aux:  # masked rather than indexed, so every step uses the focus head (as DDP requires)
             known = torch.isfinite(focus).all(-1, keepdim=True).to(action.dtype)  # (B, 1)
             diff = (out["focus"] - focus.nan_to_num(0.0)).abs() * known

@@ -76,10 +76,10 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
         train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
     else:
         train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
-    hold = cfg.hold_after_end
-    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps, hold_after_end=hold)
+    ends = {"hold_after_end": cfg.hold_after_end, "keep_gripper": cfg.keep_gripper}
+    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps, **ends)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps,
-                        hold_after_end=hold) if len(val_eps) else None
+                        **ends) if len(val_eps) else None
     language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
     families = sorted(set(store.meta("family").tolist()))
     if cfg.video_store:  # action-free video, pseudo-labelled or with latent-action codes, in every batch

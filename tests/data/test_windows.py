@@ -35,14 +35,15 @@ def test_padding_at_episode_start_and_end(counting_store):
     last = ds[5]  # episode 0, frame 5 (its last): chunk repeats the last action, masked
     np.testing.assert_array_equal(last["state"][:, 0], [3, 4, 5])
     np.testing.assert_array_equal(last["action"][:, 0], [5, 5, 5, 5])
-    np.testing.assert_array_equal(last["action_mask"], [True, False, False, False])
+    np.testing.assert_array_equal(last["action_mask"].all(1), [True, False, False, False])
+    assert last["action_mask"].shape == last["action"].shape
     second = ds[6]  # episode 1, frame 0: never reaches back into episode 0
     np.testing.assert_array_equal(second["state"][:, 0], [10, 10, 10])
     np.testing.assert_array_equal(second["images"]["wrist"][:, 0, 0, 0], [10, 10, 10])
     assert (second["instruction"], second["episode"], second["frame"]) == ("episode 1", 1, 0)
     end = ds[9]
     np.testing.assert_array_equal(end["action"][:, 0], [13, 13, 13, 13])
-    np.testing.assert_array_equal(end["action_mask"], [True, False, False, False])
+    np.testing.assert_array_equal(end["action_mask"].any(1), [True, False, False, False])
 
 
 def test_episode_split_is_seeded_and_disjoint():
@@ -97,10 +98,25 @@ def test_hold_after_end_trains_stay_on_successful_episodes(counting_store, kind)
     np.testing.assert_array_equal(last["action"], want)
     np.testing.assert_array_equal(ds[0]["action"][:, 0], [0, 1, 2, 3])  # inside the episode: unchanged
     failed = ds[12]  # episode 2 (failed), its last frame: masked repeat as without hold_after_end
-    np.testing.assert_array_equal(failed["action_mask"], [True, False, False, False])
+    np.testing.assert_array_equal(failed["action_mask"].any(1), [True, False, False, False])
     np.testing.assert_array_equal(failed["action"][:, 0], [20, 20, 20, 20])
     plain = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4)
-    np.testing.assert_array_equal(plain[5]["action_mask"], [True, False, False, False])
+    np.testing.assert_array_equal(plain[5]["action_mask"].any(1), [True, False, False, False])
+
+
+def test_keep_gripper_trains_the_last_gripper_command_past_a_successful_end(counting_store):
+    """Only the gripper column is unmasked past the end, holding the last command; motions stay masked and
+    a failed episode keeps everything masked."""
+    counting_store.append(Episode(images={c: np.zeros((3, *SIZE, 3), np.uint8) for c in CAMERAS},
+                                  state=np.zeros((3, 4), np.float32), action=np.full((3, 3), 20, np.float32),
+                                  instruction="failed", family="pick", success=False))
+    counting_store.set_attrs(action_spec={"kind": "ee_delta", "names": ["dx", "gripper", "dy"]})
+    ds = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4, keep_gripper=True)
+    last = ds[5]  # episode 0 (successful), frame 5, its last
+    np.testing.assert_array_equal(last["action_mask"], [[True] * 3] + [[False, True, False]] * 3)
+    np.testing.assert_array_equal(last["action"][:, 1], [5, 5, 5, 5])
+    assert ds[0]["action_mask"].all()
+    np.testing.assert_array_equal(ds[12]["action_mask"].any(1), [True, False, False, False])  # failed
 
 
 def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():

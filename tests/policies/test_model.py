@@ -38,6 +38,24 @@ def test_forward_shapes_every_preset_and_head(preset, head):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
+def test_loss_masks_per_step_or_per_dimension():
+    """A (B, H) mask and the same mask spread over the action dimensions give the same loss; masking one
+    dimension drops exactly its error."""
+    cfg = load_preset("tiny", head="regression")
+    model = VLA(cfg, CAMS, (96, 96), 13, 5).eval()
+    x, h = batch(), cfg.action_horizon
+    action = torch.rand(2, h, 5) * 2 - 1
+    steps = torch.ones(2, h, dtype=torch.bool)
+    steps[:, h // 2:] = False
+    per_step = model.loss(**x, action=action, action_mask=steps)
+    per_dim = steps[..., None].repeat(1, 1, 5)
+    assert torch.allclose(per_step, model.loss(**x, action=action, action_mask=per_dim))
+    err = (model.sample(**x) - action).abs()
+    only_gripper = torch.zeros(2, h, 5, dtype=torch.bool)
+    only_gripper[..., 4] = True
+    assert torch.allclose(model.loss(**x, action=action, action_mask=only_gripper), err[..., 4].mean(), atol=1e-5)
+
+
 def test_parameter_counts_match_presets():
     assert set(available_presets()) >= {"tiny", "small", "base"}
     millions = {p: count(VLA(load_preset(p), CAMS, (96, 96), 13, 5)) / 1e6 for p in ("tiny", "small", "base")}
