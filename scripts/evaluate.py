@@ -49,6 +49,9 @@ class Args:
     """Environments stepped in parallel (processes)."""
     replan_every: int = 8
     """Actions used from each chunk before re-planning."""
+    commit_gripper: bool = True
+    """Run a plan that switches the gripper through the switch before re-planning (--no-commit-gripper:
+    plain receding horizon, the ablation)."""
     probe: int = 0
     """Language probe: scenes per family (press_button, reach, pick), each played once per candidate."""
     random_baseline: bool = True
@@ -89,7 +92,7 @@ def main(args: Args) -> None:
         runner = RandomPolicy() if policy == "random" else policy
         main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
                                env_config if policy != "random" else env_config | {"cameras": ()},
-                               video_dir=args.videos)
+                               video_dir=args.videos, commit_gripper=args.commit_gripper)
     seconds = time.perf_counter() - start
     per_minute = args.episodes * len(families) / seconds * 60
     columns = {args.policy if policy in ("expert", "random") else "policy": main_result}
@@ -105,13 +108,14 @@ def main(args: Args) -> None:
                   f"({'in this process' if policy == 'expert' else f'{args.num_envs} envs'})")
     result = {"policy": info, "suite": suite, "split": args.split if suite == "tabletop" else None,
               "families": families,
-              "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "results": main_result,
+              "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "replan_every": args.replan_every,
+              "commit_gripper": args.commit_gripper, "results": main_result,
               "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
     if args.probe:
         if isinstance(policy, str):
             raise UserError("--probe measures a trained policy's use of the instruction")
         result["probe"] = language_probe(policy, [f for f in PROBES if f in families], args.probe, env_config,
-                                         args.replan_every)
+                                         args.replan_every, commit_gripper=args.commit_gripper)
         console.print(probe_table(result["probe"], args.probe))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ PROBES = {  # family -> (kind of candidate, template with {obj})
 
 
 def language_probe(policy, families: list[str], scenes: int, env_config: dict | None = None,
-                   replan_every: int = 8, seed_start: int = EVAL_SEED_START + 500_000,
+                   replan_every: int = 8, seed_start: int = EVAL_SEED_START + 500_000, commit_gripper: bool = True,
                    progress: bool = True) -> dict:
     """{family: {"runs", "success", "ci95", "wrong_target", "both_right"}} over `scenes` scenes x 2 candidates."""
     from embodied.envs import ENV_IDS
@@ -41,7 +41,7 @@ def language_probe(policy, families: list[str], scenes: int, env_config: dict | 
             pool = [t for t in things if t.kind == kind][:2]
             for target in pool:
                 text = template.format(obj=describe(target, things))
-                runs.append((scene, *_episode(env, policy, seed, text, replan_every)))
+                runs.append((scene, *_episode(env, policy, seed, text, replan_every, commit_gripper)))
                 bar.update(1)
         env.close()
         wins = [r[1] for r in runs]
@@ -55,10 +55,10 @@ def language_probe(policy, families: list[str], scenes: int, env_config: dict | 
     return out
 
 
-def _episode(env, policy, seed: int, instruction: str, replan_every: int) -> tuple[bool, str]:
+def _episode(env, policy, seed: int, instruction: str, replan_every: int, commit: bool) -> tuple[bool, str]:
     obs, info = env.reset(seed=seed, options={"instruction": instruction})
     policy.reset()
-    executor = ChunkExecutor("receding", replan_every)
+    executor = ChunkExecutor.for_policy(policy, replan_every, commit)
     done = False
     while not done:
         if executor.needs_plan():

@@ -33,12 +33,13 @@ class RandomPolicy:
 
 def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_SEED_START, num_envs: int = 4,
              replan_every: int = 8, env_config: dict | None = None, progress: bool = True,
-             video_dir: Path | None = None, videos_per_family: int = 3) -> dict:
+             video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns
     {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count}},
      "mean": {the same over families}}. With `video_dir`, the first failed episodes of each family are
-    written there as mp4 (cameras side by side, the instruction and why it failed as caption)."""
+    written there as mp4 (cameras side by side, the instruction and why it failed as caption).
+    commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor)."""
     import gymnasium as gym
 
     from embodied.envs import make_vector_env
@@ -56,7 +57,7 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
             seeds = [seed_start + wave + i for i in range(n_envs)]
             keep = min(n_envs, episodes - wave)
             film = video_dir is not None and filmed < videos_per_family
-            for ep in _run_wave(venv, policy, seeds, replan_every, film)[:keep]:
+            for ep in _run_wave(venv, policy, seeds, replan_every, film, commit_gripper)[:keep]:
                 successes.append(ep["success"])
                 if not ep["success"]:
                     failures[ep["failure"]] += 1
@@ -93,12 +94,13 @@ def rate(entry: dict) -> str:
     return f"{100 * entry['success']:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
 
 
-def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = False) -> list[dict]:
+def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = False,
+              commit_gripper: bool = True) -> list[dict]:
     """One episode per env: [{"success", "failure", "seed", "instruction", "frames"}] in env order."""
     obs, info = venv.reset(seed=seeds)
     n = len(seeds)
     policy.reset()
-    executors = [ChunkExecutor("receding", replan_every) for _ in range(n)]
+    executors = [ChunkExecutor.for_policy(policy, replan_every, commit_gripper) for _ in range(n)]
     done = np.zeros(n, bool)
     eps = [{"success": False, "failure": "", "seed": s, "instruction": str(obs["instruction"][i]), "frames": []}
            for i, s in enumerate(seeds)]

@@ -142,7 +142,7 @@ class Session:
         self.obs = self.base.instruct(text, grounding.task if grounding.sure else None)
         self.instruction = text
         self.policy.reset()
-        executor = ChunkExecutor("receding", replan_every=8)
+        executor = ChunkExecutor.for_policy(self.policy)
         start, steps, success, by = time.perf_counter(), 0, False, ""
         while steps < self.max_steps and not (by := stopped()):
             if executor.needs_plan():

@@ -13,17 +13,31 @@ class ChunkExecutor:
     the weighted mean of every live chunk's action for this step, weights exp(-decay * age_rank)
     with the oldest chunk weighted most.
 
+    With `gripper` (the gripper's action column; > 0 closes), a receding plan that switches the gripper is
+    executed through the switch before re-planning, even past `replan_every`: a policy unsure *when* to let
+    go otherwise plans the release a few steps ahead at every re-plan and never reaches it (place: 0% ->
+    40%, README).
+
     Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
            action = ex.next()
     """
 
-    def __init__(self, mode: str = "receding", replan_every: int = 8, decay: float = 0.01):
+    def __init__(self, mode: str = "receding", replan_every: int = 8, decay: float = 0.01,
+                 gripper: int | None = None):
         if mode not in ("receding", "ensemble"):
             raise UserError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
         if replan_every < 1:
             raise UserError(f"replan_every must be >= 1, got {replan_every}")
-        self.mode, self.replan_every, self.decay = mode, replan_every, decay
+        self.mode, self.replan_every, self.decay, self.gripper = mode, replan_every, decay, gripper
         self.reset()
+
+    @classmethod
+    def for_policy(cls, policy, replan_every: int = 8, commit_gripper: bool = True) -> ChunkExecutor:
+        """Receding horizon that commits to gripper switches when the policy's spec names a 'gripper'
+        action (VLAPolicy and exported bundles carry one)."""
+        names = list((getattr(policy, "spec", None) or {}).get("action_spec", {}).get("names", []))
+        column = names.index("gripper") if commit_gripper and "gripper" in names else None
+        return cls("receding", replan_every, gripper=column)
 
     def reset(self) -> None:
         self._chunks: list[tuple[int, np.ndarray]] = []  # (step the chunk starts at, (H, A))
@@ -33,8 +47,13 @@ class ChunkExecutor:
         if self.mode == "ensemble" or not self._chunks:
             return True
         start, chunk = self._chunks[-1]
-        used = self._step - start
-        return used >= min(self.replan_every, len(chunk))
+        used, until = self._step - start, self.replan_every
+        if self.gripper is not None:
+            closed = chunk[:, self.gripper] > 0
+            switch = np.flatnonzero(closed != closed[0])
+            if len(switch):
+                until = max(until, int(switch[0]) + 1)
+        return used >= min(until, len(chunk))
 
     def add(self, chunk: np.ndarray, at: int | None = None) -> None:
         """A plan whose first action is for step `at` (default: this step). A plan computed for an earlier

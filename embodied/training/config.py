@@ -53,10 +53,11 @@ class TrainConfig:
     """Past the end of a successful demonstration, train the chunk to "stay" (no motion, gripper unchanged)
     rather than masking it, so the policy stops where the task is done instead of overshooting. Measured on
     the main job: reach 20% -> 60%, but pick 30% -> 0% and push 35% -> 10%, the same mean (README)."""
-    keep_gripper: bool = False
+    keep_gripper: bool = True
     """Past the end of a successful demonstration, train the gripper to keep its last command (motions stay
     masked). A place demonstration ends on the frame the gripper opens; without this, every chunk holds
-    the release in one position only and the policy never lets go (README)."""
+    the release in one position only and the policy never lets go (place 0%; with it and the executor's
+    gripper commit, 55-60%: README). --no-keep-gripper masks the gripper too, as before."""
     balance_families: bool = True
     """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3

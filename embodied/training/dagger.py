@@ -23,7 +23,7 @@ class OnPolicy:
 
     def __init__(self, policy, expert, beta: float = 0.0, replan_every: int = 8, seed: int = 0):
         self.policy, self.expert, self.beta = policy, expert, beta
-        self.executor = ChunkExecutor("receding", replan_every=replan_every)
+        self.executor = ChunkExecutor.for_policy(policy, replan_every)
         self.rng = np.random.default_rng(seed)
         self.label: np.ndarray | None = None
 

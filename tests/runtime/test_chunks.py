@@ -28,6 +28,38 @@ def test_receding_horizon_never_runs_past_a_short_chunk():
     assert plans == [0, 2, 4]
 
 
+def test_a_plan_that_switches_the_gripper_runs_through_the_switch():
+    """Every plan closes the gripper 6 steps ahead (column 1): plain receding horizon with 4 steps per plan
+    never reaches the close; committing runs each plan to one step past its switch."""
+    def closes_later(t):
+        chunk = np.zeros((16, 2), np.float32)
+        chunk[:, 1] = np.where(np.arange(16) >= 6, 1.0, -1.0)
+        return chunk
+    plain = ChunkExecutor("receding", replan_every=4)
+    committed = ChunkExecutor("receding", replan_every=4, gripper=1)
+    grips = {name: [] for name in ("plain", "committed")}
+    for name, ex in (("plain", plain), ("committed", committed)):
+        for _ in range(20):
+            if ex.needs_plan():
+                ex.add(closes_later(0))
+            grips[name].append(ex.next()[1])
+    assert max(grips["plain"]) < 0  # Zeno: the close is always 6 steps away
+    assert grips["committed"][:7] == [-1.0] * 6 + [1.0] and grips["committed"][7] == -1.0  # replanned after it
+    # without a switch in the plan, committing changes nothing
+    _, plans = run(ChunkExecutor("receding", replan_every=3, gripper=0), 8, lambda t: np.ones((8, 1)))
+    assert plans == [0, 3, 6]
+
+
+class Spec:
+    spec = {"action_spec": {"names": ["dx", "dy", "dz", "dyaw", "gripper"]}}
+
+
+def test_for_policy_finds_the_gripper_column_by_name():
+    assert ChunkExecutor.for_policy(Spec()).gripper == 4
+    assert ChunkExecutor.for_policy(Spec(), commit_gripper=False).gripper is None
+    assert ChunkExecutor.for_policy(object()).gripper is None  # no spec: plain receding horizon
+
+
 def test_temporal_ensembling_weights_older_chunks_more():
     decay = 0.5
     ex = ChunkExecutor("ensemble", decay=decay)
