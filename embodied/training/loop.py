@@ -295,7 +295,9 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
     result = {"step": step, "split": env_config_split(store_attrs)}
     if val is not None:
         result["val_loss"] = validation_loss(weights, val, language, d.device)
-    policy = VLAPolicy(weights, spec={}, device=d.device, language=language)
+    # the action names let the executor commit to gripper switches, as evaluate.py does with a checkpoint
+    policy = VLAPolicy(weights, spec={"action_spec": store_attrs.get("action_spec", {})}, device=d.device,
+                       language=language)
     env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
     if result["split"] is not None:
         env_config["split"] = result["split"]
