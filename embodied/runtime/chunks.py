@@ -15,8 +15,8 @@ class ChunkExecutor:
 
     With `gripper` (the gripper's action column; > 0 closes), a receding plan that switches the gripper is
     executed through the switch before re-planning, even past `replan_every`: a policy unsure *when* to let
-    go otherwise plans the release a few steps ahead at every re-plan and never reaches it (place: 0% ->
-    40%, README).
+    go otherwise plans the release a few steps ahead at every re-plan and never reaches it (with
+    keep_gripper training, place: 5% -> 55-60% over 20 seeds; README).
 
     Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
            action = ex.next()
