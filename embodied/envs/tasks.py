@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -99,6 +100,21 @@ def sample_task(family: str, world: World, rng: np.random.Generator, split: str)
     return Task(family, tmpl.format(**words), slots.get("obj"), slots.get("target"), slots.get("dir"))
 
 
+def paraphrase(instruction: str, family: str, suite: dict, rng: np.random.Generator) -> str:
+    """The same command in one of the family's training paraphrases (envs/tasks.yaml), its slots (object,
+    target, direction) kept word for word. An instruction that no train template of the family matches
+    (another suite's, a held-out wording) comes back unchanged."""
+    spec = suite["families"].get(family)
+    if not spec or not spec.get("paraphrases"):
+        return instruction
+    for tmpl in spec["templates"]:
+        match = _template_regex(tmpl).match(instruction)
+        if match:
+            return spec["paraphrases"][rng.integers(len(spec["paraphrases"]))].format(**match.groupdict())
+    return instruction
+
+
+@cache
 def _template_regex(tmpl: str) -> re.Pattern:
     parts = re.split(r"\{(\w+)\}", tmpl)
     regex = "".join(re.escape(p) if i % 2 == 0 else

@@ -37,12 +37,11 @@ class LanguageEncoder:
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        new = sorted({t for t in texts if t not in self._cache})
-        if new:
-            batch = self.tokenizer(new, padding="max_length", truncation=True, max_length=self.max_tokens,
+        for text in sorted({t for t in texts if t not in self._cache}):
+            # one text at a time: batched, the states differ in the last bits with the batch's other texts,
+            # and a resumed run (another cache history) would not repeat a straight one exactly
+            batch = self.tokenizer([text], padding="max_length", truncation=True, max_length=self.max_tokens,
                                    return_tensors="pt")
-            states = self.model(**batch).last_hidden_state  # (N, L, 384)
-            for i, text in enumerate(new):
-                self._cache[text] = (states[i].float(), batch["attention_mask"][i].bool())
+            self._cache[text] = (self.model(**batch).last_hidden_state[0].float(), batch["attention_mask"][0].bool())
         tokens, mask = zip(*(self._cache[t] for t in texts), strict=True)
         return torch.stack(tokens), torch.stack(mask)

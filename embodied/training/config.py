@@ -58,6 +58,10 @@ class TrainConfig:
     masked). A place demonstration ends on the frame the gripper opens; without this, every chunk holds
     the release in one position only and the policy never lets go (place 0%; with it and the executor's
     gripper commit, 55-60%: README). --no-keep-gripper masks the gripper too, as before."""
+    paraphrase: float = 0.5
+    """Share of training samples whose instruction is swapped for one of its family's training paraphrases
+    (envs/tasks.yaml; slots kept, held-out wordings never used), so the policy reads the command's gist
+    rather than the three wordings the store was collected with. 0 = off."""
     balance_families: bool = True
     """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3
@@ -126,6 +130,7 @@ class FinetuneConfig(TrainConfig):
     """Train on the first N demonstrations of each family (validation uses the rest)."""
     steps: int = 600
     batch_size: int = 32
+    paraphrase: float = 0.0
     lr: float | None = None  # type: ignore[assignment]
     """Peak learning rate (default: 1e-3 for lora and scratch, 1e-4 for full)."""
     warmup: int = 50

@@ -148,6 +148,9 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     # ---- the loop ----------------------------------------------------------------------------------
     for step, batch in enumerate(loader, start=start):
         net.train()
+        if cfg.paraphrase > 0:
+            rng = np.random.default_rng([cfg.seed, step, d.rank, 2])
+            batch["instruction"] = _paraphrased(batch, cfg.paraphrase, rng)
         gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, step, d.rank, 1]).integers(2**62)))
         loss_sum = 0.0
         for micro in _split(batch, cfg.grad_accum):
@@ -204,6 +207,17 @@ class Objective(torch.nn.Module):
 
     def forward(self, inputs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.model.loss(**inputs, generator=generator)
+
+
+def _paraphrased(batch: dict, share: float, rng: np.random.Generator) -> list[str]:
+    """The batch's instructions, `share` of them swapped for a training paraphrase of the same command."""
+    from embodied.envs.scene import load_suite
+    from embodied.envs.tasks import paraphrase
+
+    suite, texts = load_suite(), list(batch["instruction"])
+    families = batch.get("family", [""] * len(texts))
+    return [paraphrase(text, family, suite, rng) if rng.random() < share else text
+            for text, family in zip(texts, families, strict=True)]
 
 
 def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch.device) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert, run_expert_episode
-from embodied.envs.tasks import InstructionError, parse_instruction
+from embodied.envs.tasks import InstructionError, paraphrase, parse_instruction
 
 
 @pytest.mark.parametrize("family", envs.FAMILIES)
@@ -149,3 +149,29 @@ def test_focus_follows_the_named_object_then_the_place_target():
             break
     assert held
     e.close()
+
+
+def test_training_paraphrases_never_use_heldout_wording():
+    """A held-out template's own words (those no train template of its family uses) appear in no paraphrase,
+    so the held-out split stays unseen when training swaps in paraphrases."""
+    for family, spec in envs.scene.load_suite()["families"].items():
+        train_words = {w for t in spec["templates"] for w in t.split()}
+        heldout_words = {w for t in spec["heldout"] for w in t.split()} - train_words
+        assert heldout_words, family
+        for p in spec["paraphrases"]:
+            assert p not in spec["templates"] + spec["heldout"], (family, p)
+            assert not heldout_words & set(p.split()), (family, p, heldout_words & set(p.split()))
+
+
+def test_paraphrase_keeps_the_command_and_leaves_other_text_alone():
+    suite, rng = envs.scene.load_suite(), np.random.default_rng(0)
+    outs = {paraphrase("push the small red cube to the left", "push", suite, rng) for _ in range(40)}
+    assert len(outs) >= 4  # several wordings ...
+    assert all("small red cube to the left" in o or ("small red cube" in o and o.endswith("to the left"))
+               for o in outs), outs  # ... each naming the same object and direction
+    assert not outs & set(suite["families"]["push"]["templates"] + suite["families"]["push"]["heldout"])
+    two = paraphrase("put the blue cylinder on the red plate", "place", suite, rng)
+    assert two.index("blue cylinder") < two.index("red plate"), two
+    for text, family in (("press down on the red button", "press_button"),  # held-out wording: unchanged
+                         ("pick up the red cube", "pick-place-v3"), ("dance", "reach")):
+        assert paraphrase(text, family, suite, rng) == text
