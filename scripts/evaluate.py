@@ -111,6 +111,9 @@ def main(args: Args) -> None:
               "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "replan_every": args.replan_every,
               "commit_gripper": args.commit_gripper, "results": main_result,
               "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
+    if args.split == "heldout" and suite == "tabletop":
+        result["heldout_kinds"] = heldout_kinds(main_result, families)
+        console.print(heldout_table(result["heldout_kinds"]))
     if args.probe:
         if isinstance(policy, str):
             raise UserError("--probe measures a trained policy's use of the instruction")
@@ -121,6 +124,44 @@ def main(args: Args) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
+
+
+def heldout_kinds(results: dict, families: list[str]) -> dict:
+    """{family: {"wording": [successes, episodes], "target": [...]}}: the held-out split's episodes told apart
+    by what is new in them, a held-out wording or a held-out target named in a training wording."""
+    from embodied.envs.scene import load_suite
+    from embodied.envs.tasks import in_heldout_wording
+
+    out = {}
+    for f in families:
+        kinds = {"wording": [0, 0], "target": [0, 0]}
+        for run in results[f]["runs"]:
+            kind = kinds["wording" if in_heldout_wording(run["instruction"], f, load_suite()) else "target"]
+            kind[0] += int(run["success"])
+            kind[1] += 1
+        out[f] = kinds
+    return out
+
+
+def heldout_table(kinds: dict):
+    from rich.table import Table
+
+    from embodied.evaluation.rollouts import wilson
+
+    def cell(wins: int, n: int) -> str:
+        if not n:
+            return "-"
+        lo, hi = wilson(wins, n)
+        return f"{wins}/{n}: {100 * wins / n:.0f}% [{100 * lo:.0f}-{100 * hi:.0f}]"
+
+    table = Table(title="held-out split: what is new in the instruction")
+    for name in ("family", "held-out wording", "held-out target, training wording"):
+        table.add_column(name, justify="left" if name == "family" else "right")
+    for f, k in kinds.items():
+        table.add_row(f, cell(*k["wording"]), cell(*k["target"]))
+    total = {w: [sum(k[w][i] for k in kinds.values()) for i in (0, 1)] for w in ("wording", "target")}
+    table.add_row("all", cell(*total["wording"]), cell(*total["target"]))
+    return table
 
 
 def probe_table(probe: dict, scenes: int):

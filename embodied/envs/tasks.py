@@ -114,6 +114,12 @@ def paraphrase(instruction: str, family: str, suite: dict, rng: np.random.Genera
     return instruction
 
 
+def in_heldout_wording(instruction: str, family: str, suite: dict) -> bool:
+    """Whether the instruction is worded by one of the family's held-out templates (else, on the held-out
+    split, it names a held-out target in a training wording)."""
+    return any(_template_regex(t).match(instruction) for t in suite["families"].get(family, {}).get("heldout", []))
+
+
 @cache
 def _template_regex(tmpl: str) -> re.Pattern:
     parts = re.split(r"\{(\w+)\}", tmpl)

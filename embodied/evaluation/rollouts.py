@@ -36,8 +36,9 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
              video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns
-    {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count}},
-     "mean": {the same over families}}. With `video_dir`, the first failed episodes of each family are
+    {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count},
+              "runs": [{"seed", "instruction", "success", "failure"} per episode]},
+     "mean": {the same over families, without runs}}. With `video_dir`, the first failed episodes of each family are
     written there as mp4 (cameras side by side, the instruction and why it failed as caption).
     commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor)."""
     import gymnasium as gym
@@ -52,13 +53,15 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
                                **(env_config or {}))
         if isinstance(policy, RandomPolicy):
             policy.action_dim = venv.single_action_space.shape[0]
-        successes, failures, filmed = [], Counter(), 0
+        successes, failures, filmed, runs = [], Counter(), 0, []
         for wave in range(0, episodes, n_envs):
             seeds = [seed_start + wave + i for i in range(n_envs)]
             keep = min(n_envs, episodes - wave)
             film = video_dir is not None and filmed < videos_per_family
             for ep in _run_wave(venv, policy, seeds, replan_every, film, commit_gripper)[:keep]:
                 successes.append(ep["success"])
+                runs.append({"seed": int(ep["seed"]), "instruction": ep["instruction"], "success": bool(ep["success"]),
+                             "failure": ep["failure"]})
                 if not ep["success"]:
                     failures[ep["failure"]] += 1
                     if film and filmed < videos_per_family:
@@ -67,7 +70,7 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
             bar.update(keep)
         venv.close()
         results[family] = {"success": float(np.mean(successes)), "episodes": len(successes),
-                           "ci95": wilson(sum(successes), len(successes)), "failures": dict(failures)}
+                           "ci95": wilson(sum(successes), len(successes)), "failures": dict(failures), "runs": runs}
     bar.close()
     wins = sum(round(results[f]["success"] * results[f]["episodes"]) for f in families)
     total = sum(results[f]["episodes"] for f in families)

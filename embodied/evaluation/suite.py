@@ -63,9 +63,10 @@ def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_S
     bar = tqdm(total=episodes * len(families), desc="eval expert", unit="ep", disable=not progress, leave=False)
     for family in families:
         env = gym.make(gym_id(family), **{**(env_config or {}), "cameras": ()})
-        expert, successes, failures = expert_for(env), [], Counter()
+        expert, successes, failures, runs = expert_for(env), [], Counter(), []
         for seed in range(seed_start, seed_start + episodes):
             obs, info = env.reset(seed=seed)
+            instruction = str(obs["instruction"])
             expert.reset()
             done = False
             while not done:
@@ -74,10 +75,12 @@ def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_S
             successes.append(bool(info["success"]))
             if not info["success"]:
                 failures[str(info["failure"])] += 1
+            runs.append({"seed": seed, "instruction": instruction, "success": bool(info["success"]),
+                         "failure": str(info.get("failure", ""))})
             bar.update(1)
         env.close()
         results[family] = {"success": float(np.mean(successes)), "episodes": episodes,
-                           "ci95": wilson(sum(successes), episodes), "failures": dict(failures)}
+                           "ci95": wilson(sum(successes), episodes), "failures": dict(failures), "runs": runs}
     bar.close()
     wins = sum(round(results[f]["success"] * episodes) for f in families)
     results["mean"] = {"success": float(np.mean([results[f]["success"] for f in families])),

@@ -6,7 +6,7 @@ import pytest
 
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert, run_expert_episode
-from embodied.envs.tasks import InstructionError, paraphrase, parse_instruction
+from embodied.envs.tasks import InstructionError, in_heldout_wording, paraphrase, parse_instruction
 
 
 @pytest.mark.parametrize("family", envs.FAMILIES)
@@ -175,3 +175,5 @@ def test_paraphrase_keeps_the_command_and_leaves_other_text_alone():
     for text, family in (("press down on the red button", "press_button"),  # held-out wording: unchanged
                          ("pick up the red cube", "pick-place-v3"), ("dance", "reach")):
         assert paraphrase(text, family, suite, rng) == text
+    assert in_heldout_wording("raise the yellow cylinder off the table", "pick", suite)
+    assert not in_heldout_wording("pick up the yellow cylinder", "pick", suite)  # a held-out target, not wording

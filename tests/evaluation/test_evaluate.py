@@ -22,6 +22,12 @@ def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
     assert result["seeds"] == [500, 501, 502, 503] and result["families"] == ["reach", "press_button"]
     assert result["results"]["mean"]["success"] == 1.0 and result["results"]["mean"]["episodes"] == 8
     assert result["random"]["mean"]["success"] <= 0.25  # same seeds, random actions
+    for column in ("results", "random"):  # every episode on record: its seed, instruction and outcome
+        runs = result[column]["press_button"]["runs"]
+        assert [r["seed"] for r in runs] == [500, 501, 502, 503]
+        assert all(r["instruction"].endswith("button") for r in runs), runs
+        assert sum(r["success"] for r in runs) == 4 * result[column]["press_button"]["success"]
+    assert result["results"]["reach"]["runs"][0]["instruction"] == result["random"]["reach"]["runs"][0]["instruction"]
     lo, hi = result["results"]["reach"]["ci95"]
     assert 0.5 < lo < 0.52 and hi == 1.0  # Wilson at 4/4
     assert result["versions"]["mujoco"] and result["versions"]["commit"]
@@ -41,3 +47,14 @@ def test_bad_input_is_one_line(tmp_path):
     assert out.returncode != 0 and "--adapter applies to a trained policy" in out.stderr
     out = evaluate("expert", "--episodes", "0", tmp_path=tmp_path)
     assert out.returncode != 0 and "--episodes must be >= 1" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_heldout_split_is_told_apart_by_what_is_new(tmp_path):
+    out = evaluate("expert", "--split", "heldout", "--families", "pick", "--episodes", "6", "--no-random-baseline",
+                   "--json", "h.json", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    kinds = json.loads((tmp_path / "h.json").read_text())["heldout_kinds"]["pick"]
+    runs = json.loads((tmp_path / "h.json").read_text())["results"]["pick"]["runs"]
+    worded = sum(r["instruction"].startswith("raise the") for r in runs)
+    assert kinds == {"wording": [worded, worded], "target": [6 - worded, 6 - worded]}, (kinds, runs)
+    assert "held-out wording" in out.stdout
