@@ -39,6 +39,9 @@ class Args:
     replan_every: int = 1
     """Plan on every k-th observation (1: on every one; the robot always executes the newest plan). Keep
     k / rate below --timeout-ms, or the watchdog holds between plans."""
+    commit_gripper: bool = True
+    """The robot runs a plan that switches the gripper through the switch, dropping plans that arrive
+    meanwhile (--no-commit-gripper: the newest plan always wins)."""
     precision: str = "fp32"
     """fp32 or int8 (if the bundle has it)."""
     split: str = "train"
@@ -59,6 +62,7 @@ def main(args: Args) -> dict:
               "instruction": args.instruction, "split": args.split, "cameras": policy.cameras,
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
+              "commit_gripper": args.commit_gripper,
               "video": str(args.video) if args.video else None, "store": str(args.store) if args.store else None}
     result, stats = rehearse(policy, config, args.replan_every, episodes)
     summarize(result, stats, args)

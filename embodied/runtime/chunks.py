@@ -47,24 +47,38 @@ class ChunkExecutor:
         if self.mode == "ensemble" or not self._chunks:
             return True
         start, chunk = self._chunks[-1]
-        used, until = self._step - start, self.replan_every
-        if self.gripper is not None:
-            closed = chunk[:, self.gripper] > 0
-            switch = np.flatnonzero(closed != closed[0])
-            if len(switch):
-                until = max(until, int(switch[0]) + 1)
-        return used >= min(until, len(chunk))
+        switch = self._switch(chunk)
+        until = self.replan_every if switch is None else max(self.replan_every, switch + 1)
+        return self._step - start >= min(until, len(chunk))
+
+    def _switch(self, chunk: np.ndarray) -> int | None:
+        """The index of the plan's first gripper switch (None without one, or without a gripper column)."""
+        if self.gripper is None:
+            return None
+        closed = chunk[:, self.gripper] > 0
+        switch = np.flatnonzero(closed != closed[0])
+        return int(switch[0]) if len(switch) else None
+
+    def committed(self) -> bool:
+        """Whether the current receding plan has a gripper switch still ahead, which it runs through."""
+        if self.mode != "receding" or not self._chunks:
+            return False
+        start, chunk = self._chunks[-1]
+        switch = self._switch(chunk)
+        return switch is not None and self._step - start <= switch
 
     def add(self, chunk: np.ndarray, at: int | None = None) -> None:
         """A plan whose first action is for step `at` (default: this step). A plan computed for an earlier
         step, arriving late (the hardware loop), is used from the current step on: chunk[step - at]. In
-        receding mode the plan for the latest step wins; an older one arriving after it is dropped."""
+        receding mode the plan for the latest step wins; an older one arriving after it is dropped, and so is
+        a newer one while the current plan runs through a gripper switch (`committed`: plans that arrive
+        unasked, as in the hardware loop)."""
         chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.ndim != 2 or len(chunk) == 0:
             raise UserError(f"a chunk is (H, A) with H >= 1; got shape {chunk.shape}")
         at = self._step if at is None else int(at)
         if self.mode == "receding":
-            if not self._chunks or at >= self._chunks[-1][0]:
+            if not self._chunks or (at >= self._chunks[-1][0] and not self.committed()):
                 self._chunks = [(at, chunk)]
         else:
             self._chunks.append((at, chunk))

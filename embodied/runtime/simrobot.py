@@ -56,6 +56,9 @@ class SimRobotConfig:
     """End the episode when the task succeeds (False: run all max_ticks, e.g. for fault injection)."""
     safety: bool = True
     max_change: float = 0.5
+    commit_gripper: bool = True
+    """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
+    (ChunkExecutor.committed). False: the newest plan always wins."""
     report: str | None = None
     video: str | None = None
     store: str | None = None
@@ -117,9 +120,9 @@ def serve(cfg: SimRobotConfig) -> dict:
 def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, episode, rng, frames, recorded) -> dict:
     import zmq
 
-    executor = ChunkExecutor("receding")
-    safety.reset()
     spec = env.unwrapped.action_spec
+    executor = ChunkExecutor("receding", gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None)
+    safety.reset()
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
     pending: list[tuple[float, int, int, np.ndarray]] = []  # (usable from, arrival no., tick, chunk): the delay

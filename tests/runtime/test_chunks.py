@@ -50,6 +50,24 @@ def test_a_plan_that_switches_the_gripper_runs_through_the_switch():
     assert plans == [0, 3, 6]
 
 
+def test_plans_arriving_unasked_wait_for_the_gripper_switch():
+    """The hardware loop: a plan arrives at every step. One that closes the gripper 3 steps ahead runs
+    through the close; later plans are dropped until then, and taken again after it."""
+    def plan(close_at):
+        chunk = np.zeros((8, 2), np.float32)
+        chunk[:, 0] = close_at  # tells the plans apart
+        chunk[:, 1] = np.where(np.arange(8) >= close_at, 1.0, -1.0)
+        return chunk
+    for gripper, expect in ((1, [3, 3, 3, 3, 9, 9]), (None, [3, 9, 9, 9, 9, 9])):
+        ex = ChunkExecutor("receding", gripper=gripper)
+        ex.add(plan(3))
+        used = [ex.next()[0]]
+        for _ in range(5):
+            ex.add(plan(9))  # never switches within 8 steps: no commitment of its own
+            used.append(ex.next()[0])
+        assert used == expect, (gripper, used)
+
+
 class Spec:
     spec = {"action_spec": {"names": ["dx", "dy", "dz", "dyaw", "gripper"]}}
 
