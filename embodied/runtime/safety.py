@@ -68,8 +68,15 @@ class SafetyLayer:
         self.events = {"non_finite": 0, "clamped": 0, "rate_limited": 0, "workspace": 0}
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, gripper: float | None = None) -> None:
+        """A new episode. gripper: the command that keeps the gripper as it is now, so that a hold before the
+        first action (the watchdog, waiting for the first plan) leaves it there; without it such a hold
+        commands 0, which a proportional gripper takes as half-closed."""
         self.last: np.ndarray | None = None
+        cfg = self.config
+        if gripper is not None and cfg.gripper is not None and cfg.kind != "joint_pos":
+            self.last = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
+            self.last[cfg.gripper] = np.clip(gripper, cfg.low[cfg.gripper], cfg.high[cfg.gripper])
 
     def hold(self) -> np.ndarray:
         """No motion; the gripper stays as last commanded. What the watchdog sends."""

@@ -78,6 +78,14 @@ def test_a_hold_is_exactly_no_motion_never_rate_limited():
     assert (out[:4] == 0).all()
 
 
+def test_a_hold_before_the_first_action_keeps_the_gripper_as_the_episode_began():
+    safe = layer()
+    safe.reset(gripper=-1.0)  # the arm starts open
+    assert (safe.hold() == [0, 0, 0, 0, -1.0]).all()
+    safe.reset()  # unknown: a hold commands 0 (half-closed on the tabletop arm)
+    assert (safe.hold() == 0).all()
+
+
 def test_joint_targets_hold_the_last_target():
     safe = SafetyLayer(SafetyConfig(LOW, HIGH, 0.5, kind="joint_pos", gripper=4))
     assert (safe.hold() == 0).all()  # before any command: home (the middle of each range)
