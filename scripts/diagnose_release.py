@@ -9,7 +9,6 @@ the executor's gripper commit can only run through a release that the plan conta
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -45,19 +44,16 @@ def main(args: Args) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from embodied.data.recipes import recipes_dir
     from embodied.data.store import EpisodeStore
     from embodied.evaluation.rollouts import wilson
-    from embodied.evaluation.suite import load_policy
+    from embodied.evaluation.suite import load_policy, training_store
 
     if args.episodes < 1 or min(args.before, default=0) < 0:
         raise UserError(f"--episodes must be >= 1 and --before >= 0, got {args.episodes} and {args.before}")
     policy, info = load_policy(args.policy)
     if info.get("kind") != "checkpoint":
         raise UserError(f"{args.policy!r} is not a trained run or checkpoint folder")
-    trainer = Path(info["checkpoint"]) / "trainer.json"
-    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
-    path = args.store or config.get("store") or recipes_dir() / f"{config.get('dataset', 'pretrain_small')}.zarr"
+    path = args.store or training_store(info)
     store = EpisodeStore.open(path)
     names = list(store.attrs.get("action_spec", {}).get("names", []))
     if "gripper" not in names:

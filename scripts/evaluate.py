@@ -179,18 +179,14 @@ def probe_table(probe: dict, scenes: int):
 
 def trained_families(info: dict) -> list[str]:
     """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
-    from embodied.data.recipes import recipes_dir
     from embodied.data.store import EpisodeStore
     from embodied.envs import FAMILIES
+    from embodied.evaluation.suite import training_store
 
     if info["kind"] == "bundle":
         return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining
-    if info["kind"] != "checkpoint":
-        return []
-    trainer = Path(info["checkpoint"]) / "trainer.json"
-    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
-    store = config.get("store") or recipes_dir() / f"{config.get('dataset', 'pretrain_small')}.zarr"
-    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if Path(store).exists() else []
+    store = training_store(info)
+    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if store and store.exists() else []
 
 
 if __name__ == "__main__":

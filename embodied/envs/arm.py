@@ -88,7 +88,7 @@ class ArmController:
             self.target_yaw = float(np.clip(self.target_yaw + scaled[3], -2.6, 2.6))
             self.q_target = self.solve(self.target_pos, self.target_yaw, self.q_target)
         data.ctrl[self._act] = self.q_target
-        data.ctrl[self._fingers] = FINGER_OPEN * (1.0 - np.clip(scaled[-1], -1, 1)) / 2
+        data.ctrl[self._fingers] = FINGER_OPEN * (1.0 - np.clip(scaled[-1], -1, 1)) / 2  # see gripper_command
 
     def solve(self, pos: np.ndarray, yaw: float, q0: np.ndarray, iters: int | None = None) -> np.ndarray:
         """Damped least squares on position + orientation error, within joint limits."""
@@ -118,3 +118,9 @@ class ArmController:
 
     def yaw(self, data: mujoco.MjData) -> float:
         return site_yaw(data.site_xmat[self._site])
+
+
+def gripper_command(opening: float) -> float:
+    """The gripper action (1 closed, -1 open) whose target is this opening (the state's gripper_opening, both
+    fingers together): the inverse of the controller's finger targets, FINGER_OPEN * (1 - command) / 2 each."""
+    return float(np.clip(1.0 - opening / FINGER_OPEN, -1.0, 1.0))

@@ -89,6 +89,20 @@ def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_S
     return results
 
 
+def training_store(info: dict) -> Path | None:
+    """The store a checkpoint (load_policy's info) was trained on: its config's --store or its recipe's
+    store; None for anything but a checkpoint."""
+    import json
+
+    from embodied.data.recipes import recipes_dir
+
+    if info.get("kind") != "checkpoint":
+        return None
+    trainer = Path(info["checkpoint"]) / "trainer.json"
+    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
+    return Path(config.get("store") or recipes_dir() / f"{config.get('dataset', 'pretrain_small')}.zarr")
+
+
 def versions() -> dict:
     """What a result depends on besides the policy: the code's commit and the simulator and runtimes."""
     import importlib.metadata as md

@@ -120,12 +120,12 @@ def serve(cfg: SimRobotConfig) -> dict:
 def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, episode, rng, frames, recorded) -> dict:
     import zmq
 
-    from embodied.envs.arm import FINGER_OPEN
+    from embodied.envs.arm import gripper_command
 
     spec = env.unwrapped.action_spec
     executor = ChunkExecutor("receding", gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None)
     # the arm starts with the gripper as the reset left it: holds before the first plan keep it so
-    safety.reset(gripper=float(np.clip(1 - obs["state"][5] / FINGER_OPEN, -1, 1)))  # state 5: gripper opening
+    safety.reset(gripper=gripper_command(obs["state"][5]))  # STATE_SPEC: 5 joints, then the gripper opening
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
     pending: list[tuple[float, int, int, np.ndarray]] = []  # (usable from, arrival no., tick, chunk): the delay
