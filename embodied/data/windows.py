@@ -95,6 +95,7 @@ class WindowDataset(StoreDataset):
         self._moves = _motion_dims(spec) if hold_after_end and spec else None
         grip = np.array(spec["names"]) == "gripper" if keep_gripper and spec else None
         self._grip = grip if grip is not None and grip.any() else None
+        self._gripper = list(spec["names"]).index("gripper") if spec and "gripper" in spec["names"] else None
         self._store: EpisodeStore | None = store
 
     def __len__(self) -> int:
@@ -103,6 +104,22 @@ class WindowDataset(StoreDataset):
     @property
     def sample_families(self) -> np.ndarray:  # (len,) task family of every sample
         return self.families[self._episode]
+
+    def release_ahead(self, window: int) -> np.ndarray:
+        """(len,) bool: one of the sample's next `window` actions opens the gripper after a closed one
+        (> 0 closes): the release that ends a place, a decision a policy copying its own gripper state
+        gets wrong. All False without a gripper action."""
+        if self._gripper is None or window < 1:
+            return np.zeros(len(self), bool)
+        closed = self.actions[:, self._gripper] > 0
+        opens = np.zeros(len(closed), bool)  # opens[g]: action g opens what action g-1 of its episode closed
+        opens[1:] = closed[:-1] & ~closed[1:]
+        opens[self._start] = False
+        ahead = np.zeros(len(self), bool)
+        for k in range(window):
+            g = self._frame + k
+            ahead |= (g < self._end) & opens[np.minimum(g, len(opens) - 1)]
+        return ahead
 
     def __getitem__(self, i: int) -> dict:
         t, start, end = self._frame[i], self._start[i], self._end[i]

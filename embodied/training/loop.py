@@ -27,17 +27,25 @@ from embodied.training import distributed, finetune
 from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from embodied.training.config import FinetuneConfig, TrainConfig
 
+RELEASE_WINDOW = 8  # --release-boost draws more often the frames whose next 8 actions open the gripper
+
 
 class StepBatches(torch.utils.data.Sampler):
     """Batch indices drawn from (seed, step, rank) alone: no sampler state, so resume is exact.
 
     With `groups` (a label per sample, e.g. its task family) every group is drawn equally often, so
-    families with short episodes (reach: 8 steps) are not drowned by long ones (place: 44)."""
+    families with short episodes (reach: 8 steps) are not drowned by long ones (place: 44). `repeats` (an
+    int per sample) puts a sample that many times in its group's pool, so it is drawn that much more often
+    within its group; a group without repeats draws exactly what it would without them."""
 
     def __init__(self, n: int, batch: int, seed: int, start: int, steps: int, rank: int,
-                 groups: np.ndarray | None = None, group_prob: np.ndarray | None = None):
+                 groups: np.ndarray | None = None, group_prob: np.ndarray | None = None,
+                 repeats: np.ndarray | None = None):
         self.n, self.batch, self.seed, self.start, self.steps, self.rank = n, batch, seed, start, steps, rank
-        self.members = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else None
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else None
+        if repeats is not None:
+            members = [np.repeat(m, repeats[m]) for m in (members or [np.arange(n)])]
+        self.members = members
         self.group_prob = group_prob  # per group in np.unique order (default: equal)
 
     def __iter__(self):
@@ -57,6 +65,9 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
     if isinstance(cfg, FinetuneConfig):
         cfg = finetune.resolve(cfg)
+    if cfg.release_boost < 1 or (cfg.release_boost > 1 and cfg.video_store):
+        raise UserError(f"release_boost must be >= 1 (1 = off) and is for demonstrations alone (not with "
+                        f"--video-store); got {cfg.release_boost}")
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     run_dir = runs_dir / cfg.name
@@ -135,8 +146,11 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
         groups, group_prob = data.sample_groups(cfg.video_fraction)
     else:
         groups, group_prob = data.sample_families if cfg.balance_families else None, None
+    repeats = None
+    if cfg.release_boost > 1 and isinstance(data, WindowDataset):
+        repeats = np.where(data.release_ahead(RELEASE_WINDOW), cfg.release_boost, 1)
     batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups,
-                          group_prob)
+                          group_prob, repeats)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0)
     log = MetricsLog(run_dir / "metrics.csv") if d.main else None

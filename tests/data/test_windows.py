@@ -141,3 +141,21 @@ def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():
     assert np.isnan(px["side"]).all()  # no projection
     no_pose = focus_pixels(attrs | {"state_spec": {"names": ["q"] * 8}}, states, focus, ["front"])
     assert np.isnan(no_pose["front"]).all()
+
+
+def test_release_ahead_marks_the_frames_before_the_gripper_opens(tmp_path):
+    """A frame is marked when one of its next `window` actions opens the gripper after a closed one (not
+    the close), looked for within the frame's own episode only."""
+    store = new_store(tmp_path / "g.zarr")
+    for grip in ([-1, -1, -1, 1, 1, 1, -1, -1], [1, 1, -1, -1], [-1, 1, 1, 1]):  # > 0 closes
+        t = len(grip)
+        action = np.zeros((t, 3), np.float32)
+        action[:, 1] = grip
+        store.append(Episode(images={c: np.zeros((t, *SIZE, 3), np.uint8) for c in CAMERAS},
+                             state=np.zeros((t, 4), np.float32), action=action, instruction="x", family="place"))
+    store.set_attrs(action_spec={"kind": "ee_delta", "names": ["dx", "gripper", "dy"]})
+    ds = WindowDataset(store.path, obs_horizon=1, action_horizon=4)
+    np.testing.assert_array_equal(ds.release_ahead(2), [0, 0, 0, 0, 0, 1, 1, 0] + [0, 1, 1, 0] + [0] * 4)
+    np.testing.assert_array_equal(ds.release_ahead(1), [0, 0, 0, 0, 0, 0, 1, 0] + [0, 0, 1, 0] + [0] * 4)
+    store.set_attrs(action_spec={"kind": "ee_delta", "names": ["dx", "dz", "dy"]})
+    assert not WindowDataset(store.path, obs_horizon=1, action_horizon=4).release_ahead(2).any()

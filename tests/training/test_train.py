@@ -122,6 +122,33 @@ def test_step_batches_are_stateless_and_balance_families():
     assert list(StepBatches(100, 8, 1, 0, 5, rank=1)) != list(StepBatches(100, 8, 1, 0, 5, rank=0))
 
 
+def test_step_batches_repeat_samples_within_their_family_and_leave_other_families_alone():
+    from embodied.training.loop import StepBatches
+
+    groups = np.array(["reach"] * 10 + ["place"] * 90)
+    repeats = np.ones(100, int)
+    repeats[90:] = 4  # 10 of place's 90 frames, 4 times in its pool: 40/120 of place's draws
+    full = list(StepBatches(100, 64, seed=1, start=0, steps=50, rank=0, groups=groups, repeats=repeats))
+    assert list(StepBatches(100, 64, 1, 20, 50, 0, groups, repeats=repeats)) == full[20:]
+    drawn = np.concatenate(full)
+    assert 0.45 < np.mean(groups[drawn] == "reach") < 0.55  # families stay balanced
+    place = drawn[groups[drawn] == "place"]
+    assert 0.28 < np.mean(place >= 90) < 0.39  # without repeats: 10/90 = 0.11
+    assert set(drawn) == set(range(100))  # every sample can still be drawn
+    plain = np.concatenate(list(StepBatches(100, 64, seed=1, start=0, steps=50, rank=0, groups=groups)))
+    np.testing.assert_array_equal(drawn[groups[drawn] == "reach"], plain[groups[plain] == "reach"])
+
+
+def test_bad_release_boost_is_refused_before_anything_is_written(store, tmp_path):
+    from embodied.errors import UserError
+
+    with pytest.raises(UserError, match="release_boost must be >= 1"):
+        train(config(store, tmp_path, release_boost=0), store, tmp_path)
+    with pytest.raises(UserError, match="not with --video-store"):
+        train(config(store, tmp_path, release_boost=3, video_store=store), store, tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
 def test_wilson_interval():
     from embodied.evaluation.rollouts import wilson
 
