@@ -93,9 +93,9 @@ class WindowDataset(StoreDataset):
         self._success = store.meta("success").astype(bool)
         spec = store.attrs.get("action_spec")  # without one, what "stay" means is unknown: keep the mask
         self._moves = _motion_dims(spec) if hold_after_end and spec else None
-        grip = np.array(spec["names"]) == "gripper" if keep_gripper and spec else None
-        self._grip = grip if grip is not None and grip.any() else None
         self._gripper = list(spec["names"]).index("gripper") if spec and "gripper" in spec["names"] else None
+        has_grip = keep_gripper and self._gripper is not None
+        self._grip = np.arange(len(spec["names"])) == self._gripper if has_grip else None  # its column mask
         self._store: EpisodeStore | None = store
 
     def __len__(self) -> int:
