@@ -24,7 +24,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
-from embodied.errors import cli
+from embodied.errors import UserError, cli
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Args:
     policy: Annotated[str, tyro.conf.Positional]
     """A run folder or checkpoint folder."""
     families: tuple[str, ...] = ("reach", "pick", "push", "place")
-    """Families whose instruction names an object."""
+    """Families whose instruction names an object (or a button: press_button)."""
     scenes: int = 30
     """Scenes per family."""
 
@@ -45,10 +45,15 @@ def main(args: Args) -> None:
 
     from embodied.envs import ENV_IDS
     from embodied.envs.rendering import pixel_to_plane
+    from embodied.envs.tasks import SLOTS
     from embodied.evaluation.rollouts import EVAL_SEED_START
     from embodied.evaluation.suite import load_policy
     from embodied.policies.model import FOCUS_SCALE
 
+    named = [f for f, slots in SLOTS.items() if "obj" in slots]
+    if bad := [f for f in args.families if f not in named]:
+        raise UserError(f"--families {' '.join(bad)}: not a family whose instruction names an object or a "
+                        f"button; expected some of {', '.join(named)}")
     policy, _ = load_policy(args.policy)
     model, spec = policy.model, policy.spec
     table = Table(title=f"{args.policy}: first-frame estimate nearest the named object, {args.scenes} scenes "
@@ -69,7 +74,7 @@ def main(args: Args) -> None:
             with torch.no_grad():
                 out = model.outputs(images, state, lang, mask, with_focus=model.cfg.focus_loss > 0,
                                     with_points=use_points)
-            objects = [t for t in world.things if t.kind == "object"]
+            candidates = [t for t in world.things if t.kind == task.obj.kind]  # the objects, or the buttons
             guesses = {}
             if out["focus"] is not None:
                 guesses["focus"] = world.grasp_pos[:2] + out["focus"][0, :2].numpy() * FOCUS_SCALE
@@ -78,7 +83,7 @@ def main(args: Args) -> None:
                 xy = (out["points"]["front"][0, 0].numpy() + 1) / 2 * [w, h]
                 guesses["keypoint"] = pixel_to_plane(projection, xy, world.pos(task.obj)[2])
             for name, guess in guesses.items():
-                dist = {t.name: float(np.linalg.norm(world.pos(t)[:2] - guess)) for t in objects}
+                dist = {t.name: float(np.linalg.norm(world.pos(t)[:2] - guess)) for t in candidates}
                 hits[name].append((min(dist, key=dist.get) == task.obj.name, dist[task.obj.name]))
         env.close()
         table.add_row(family, *(_cell(hits[k]) for k in ("focus", "keypoint")))
