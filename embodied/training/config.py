@@ -43,7 +43,7 @@ class TrainConfig:
     """Loss weight of the video samples (pseudo-labels and latent codes are noisier than demonstrations)."""
     steps: int = 3000
     """Optimizer steps (the learning-rate schedule spans them). 3,500 was measured for the main job: 77% mean
-    over four runs against 76% at 3,000, within run-to-run spread, for ~2 more minutes (README, "Training
+    over five runs against 76% over four at 3,000, within run-to-run spread, for ~2 more minutes (README, "Training
     longer")."""
     stop_at: int | None = None
     """Stop (with a checkpoint) at this step, e.g. to fit a job's time limit; rerun to continue."""
