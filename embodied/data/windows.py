@@ -105,6 +105,11 @@ class WindowDataset(StoreDataset):
     def sample_families(self) -> np.ndarray:  # (len,) task family of every sample
         return self.families[self._episode]
 
+    def near_start(self, window: int) -> np.ndarray:
+        """(len,) bool: the sample is one of its episode's first `window` frames, where the robot state is the
+        same in every episode and only the images and the instruction tell where to go."""
+        return self._frame - self._start < window
+
     def release_ahead(self, window: int) -> np.ndarray:
         """(len,) bool: one of the sample's next `window` actions opens the gripper after a closed one
         (> 0 closes): the release that ends a place, a decision a policy copying its own gripper state
@@ -186,6 +191,12 @@ class VideoMix(Dataset):
         is_video = np.array([n.startswith("video:") for n in names])
         prob = np.where(is_video, video_fraction / is_video.sum(), (1 - video_fraction) / (~is_video).sum())
         return labels, prob
+
+    def near_start(self, window: int) -> np.ndarray:  # (len,) bool, as WindowDataset.near_start
+        return np.concatenate([self.demos.near_start(window), self.video.near_start(window)])
+
+    def release_ahead(self, window: int) -> np.ndarray:  # (len,) bool: the demonstrations' releases
+        return np.concatenate([self.demos.release_ahead(window), np.zeros(len(self.video), bool)])
 
     def __getitem__(self, i: int) -> dict:
         h = self.demos.action_horizon

@@ -28,6 +28,7 @@ from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, sav
 from embodied.training.config import FinetuneConfig, TrainConfig
 
 RELEASE_WINDOW = 8  # --release-boost draws more often the frames whose next 8 actions open the gripper
+START_WINDOW = 3  # --start-boost draws more often each demonstration's first 3 frames
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -65,9 +66,9 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
     if isinstance(cfg, FinetuneConfig):
         cfg = finetune.resolve(cfg)
-    if cfg.release_boost < 1 or (cfg.release_boost > 1 and cfg.video_store):
-        raise UserError(f"release_boost must be >= 1 (1 = off) and is for demonstrations alone (not with "
-                        f"--video-store); got {cfg.release_boost}")
+    for flag in ("release_boost", "start_boost"):
+        if getattr(cfg, flag) < 1:
+            raise UserError(f"{flag} must be >= 1 (1 = off), got {getattr(cfg, flag)}")
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     run_dir = runs_dir / cfg.name
@@ -147,8 +148,9 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     else:
         groups, group_prob = data.sample_families if cfg.balance_families else None, None
     repeats = None
-    if cfg.release_boost > 1 and isinstance(data, WindowDataset):
-        repeats = np.where(data.release_ahead(RELEASE_WINDOW), cfg.release_boost, 1)
+    if cfg.release_boost > 1 or cfg.start_boost > 1:
+        repeats = (np.where(data.release_ahead(RELEASE_WINDOW), cfg.release_boost, 1)
+                   * np.where(data.near_start(START_WINDOW), cfg.start_boost, 1))
     batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups,
                           group_prob, repeats)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,

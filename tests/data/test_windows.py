@@ -143,8 +143,8 @@ def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():
     assert np.isnan(no_pose["front"]).all()
 
 
-def test_release_ahead_marks_the_frames_before_the_gripper_opens(tmp_path):
-    """A frame is marked when one of its next `window` actions opens the gripper after a closed one (not
+def test_release_ahead_and_near_start_mark_their_frames(tmp_path):
+    """release_ahead: one of the frame's next `window` actions opens the gripper after a closed one (not
     the close), looked for within the frame's own episode only."""
     store = new_store(tmp_path / "g.zarr")
     for grip in ([-1, -1, -1, 1, 1, 1, -1, -1], [1, 1, -1, -1], [-1, 1, 1, 1]):  # > 0 closes
@@ -159,3 +159,7 @@ def test_release_ahead_marks_the_frames_before_the_gripper_opens(tmp_path):
     np.testing.assert_array_equal(ds.release_ahead(1), [0, 0, 0, 0, 0, 0, 1, 0] + [0, 0, 1, 0] + [0] * 4)
     store.set_attrs(action_spec={"kind": "ee_delta", "names": ["dx", "dz", "dy"]})
     assert not WindowDataset(store.path, obs_horizon=1, action_horizon=4).release_ahead(2).any()
+    # near_start: each episode's first frames, in the episodes the dataset was given
+    np.testing.assert_array_equal(ds.near_start(3), [1, 1, 1, 0, 0, 0, 0, 0] + [1, 1, 1, 0] + [1, 1, 1, 0])
+    later = WindowDataset(store.path, obs_horizon=1, action_horizon=4, episodes=np.array([2, 1]))
+    np.testing.assert_array_equal(later.near_start(2), [1, 1, 0, 0] * 2)

@@ -139,13 +139,13 @@ def test_step_batches_repeat_samples_within_their_family_and_leave_other_familie
     np.testing.assert_array_equal(drawn[groups[drawn] == "reach"], plain[groups[plain] == "reach"])
 
 
-def test_bad_release_boost_is_refused_before_anything_is_written(store, tmp_path):
+def test_bad_boosts_are_refused_before_anything_is_written(store, tmp_path):
     from embodied.errors import UserError
 
     with pytest.raises(UserError, match="release_boost must be >= 1"):
         train(config(store, tmp_path, release_boost=0), store, tmp_path)
-    with pytest.raises(UserError, match="not with --video-store"):
-        train(config(store, tmp_path, release_boost=3, video_store=store), store, tmp_path)
+    with pytest.raises(UserError, match="start_boost must be >= 1"):
+        train(config(store, tmp_path, start_boost=0), store, tmp_path)
     assert not (tmp_path / "r").exists()
 
 

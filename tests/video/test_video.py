@@ -105,7 +105,8 @@ def test_pretraining_mixes_labelled_video_into_the_loop(stores, tmp_path):
     lam, _ = latent.train_latent([stores["video"]], codes=8, groups=2, steps=2, batch=8, progress=False)
     latent.label_store(lam, stores["video"], tmp_path / "q.zarr")
     cfg = TrainConfig(name="r", store=stores["labelled"], out=tmp_path, steps=3, batch_size=8, workers=0, eval_every=0,
-                      final_eval_episodes=0, warmup=1, video_store=tmp_path / "q.zarr")
+                      final_eval_episodes=0, warmup=1, video_store=tmp_path / "q.zarr",
+                      start_boost=3, release_boost=2)  # the boosts mark frames of both sources
     train(cfg, stores["labelled"], tmp_path)
     spec = json.loads((tmp_path / "r/checkpoints/step_000003/policy.json").read_text())
     assert spec["config"]["latent_codes"] == 8 and spec["config"]["latent_groups"] == 2
