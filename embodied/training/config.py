@@ -64,11 +64,12 @@ class TrainConfig:
     """Share of training samples whose instruction is swapped for one of its family's training paraphrases
     (envs/tasks.yaml; slots kept, held-out wordings never used), so the policy reads the command's gist
     rather than the three wordings the store was collected with. 0 = off."""
-    start_boost: int = 1
+    start_boost: int = 3
     """Draw each demonstration's first 3 frames this many times as often within their family. There the arm
     is where it starts in every episode, so only vision and language tell which way to go; a few frames
     later its own position gives the answer away (press_button's two buttons never move), and a policy that
-    learns from those frames plans halfway between the two buttons on the first frame. 1 = off."""
+    learned from those frames planned halfway between the two buttons on the first frame (press_button 40%
+    in some runs). 1 = off (README, "The first frames")."""
     release_boost: int = 1
     """Draw frames whose next 8 actions open the gripper after holding (the release that ends a place)
     this many times as often within their family: a decision made on a few frames per demonstration,
@@ -144,6 +145,7 @@ class FinetuneConfig(TrainConfig):
     steps: int = 600
     batch_size: int = 32
     paraphrase: float = 0.0
+    start_boost: int = 1
     lr: float | None = None  # type: ignore[assignment]
     """Peak learning rate (default: 1e-3 for lora and scratch, 1e-4 for full)."""
     warmup: int = 50
