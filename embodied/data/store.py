@@ -223,24 +223,34 @@ class EpisodeStore:
     # ---- writing ------------------------------------------------------------------------------
     def append(self, ep: Episode) -> int:
         """Append one episode; returns its index. Validates before writing anything."""
+        return self.append_many([ep])[0]
+
+    def append_many(self, eps: list[Episode]) -> list[int]:
+        """Append episodes with one commit (each zarr write costs milliseconds, so batches write several
+        times faster); returns their indices. Validates all before writing anything."""
         if not self.writable:
             raise StoreError(f"{self.path} is open read-only; open it with mode='a' to append")
-        self.check_episode(ep)
-        n, t = self.num_episodes, len(ep)
+        for ep in eps:
+            self.check_episode(ep)
+        if not eps:
+            return []
+        n, frames = self.num_episodes, self.num_frames
         for cam in self.cameras:
-            self._append_frames(self._images[cam], ep.images[cam])
-        self._state.append(_or_nan(ep.state, (t, self._state.shape[1])))
-        self._action.append(_or_nan(ep.action, (t, self._action.shape[1])))
-        if self._focus is not None:
-            self._focus.append(_or_nan(ep.focus, (t, 3)))
-        row = {"episode_ends": self.num_frames + t, "instruction": ep.instruction, "family": ep.family,
-               "success": ep.success, "seed": ep.seed, "has_actions": ep.action is not None,
-               "has_states": ep.state is not None}
-        for key, value in row.items():
+            self._append_frames(self._images[cam], np.concatenate([ep.images[cam] for ep in eps]))
+        for arr, key, dim in ((self._state, "state", self._state.shape[1]),
+                              (self._action, "action", self._action.shape[1]), (self._focus, "focus", 3)):
+            if arr is not None:
+                arr.append(np.concatenate([_or_nan(getattr(ep, key), (len(ep), dim)) for ep in eps]))
+        rows = {"episode_ends": frames + np.cumsum([len(ep) for ep in eps]),
+                "instruction": [ep.instruction for ep in eps], "family": [ep.family for ep in eps],
+                "success": [ep.success for ep in eps], "seed": [ep.seed for ep in eps],
+                "has_actions": [ep.action is not None for ep in eps],
+                "has_states": [ep.state is not None for ep in eps]}
+        for key, values in rows.items():
             arr = self._meta[key]
-            arr.append(np.array([value], dtype=object if arr.dtype.kind == "T" else arr.dtype))
-        self._write_attrs({"num_episodes": n + 1})  # the commit
-        return n
+            arr.append(np.array(values, dtype=object if arr.dtype.kind == "T" else arr.dtype))
+        self._write_attrs({"num_episodes": n + len(eps)})  # the commit
+        return list(range(n, n + len(eps)))
 
     def _append_frames(self, arr: zarr.Array, frames: np.ndarray) -> None:
         """Grow the array, then write one chunk file per frame: Blosc-encoded exactly as zarr's

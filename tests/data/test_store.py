@@ -45,6 +45,20 @@ def test_reopen_and_append(store):
     assert EpisodeStore.open(store.path).num_episodes == 5
 
 
+def test_batched_append_is_one_commit_and_reads_back_the_same(store):
+    s = EpisodeStore.open(store.path, mode="a")
+    assert s.append_many([make_episode(11), make_episode(12, actions=False), make_episode(13)]) == [4, 5, 6]
+    reopened = EpisodeStore.open(store.path)
+    assert reopened.num_episodes == 7
+    for i, source in zip([3, 4, 5, 6], [3, 11, 12, 13], strict=True):
+        assert_same(reopened.episode(i), make_episode(source, actions=source != 12))
+    bad = make_episode(14)
+    bad.action[0, 0] = np.inf
+    with pytest.raises(StoreError, match="action contains NaN or inf"):  # one bad episode: none is written
+        s.append_many([make_episode(15), bad])
+    assert EpisodeStore.open(store.path).num_frames == reopened.num_frames
+
+
 @pytest.mark.parametrize("mutate, match", [
     (lambda ep: ep.images.pop("wrist"), "cameras"),
     (lambda ep: ep.images.__setitem__("front", ep.images["front"][:, :8]), "expected uint8"),
