@@ -98,6 +98,8 @@ class TrainConfig:
     """Rollouts per family in periodic evaluations."""
     final_eval_episodes: int = 20
     """Rollouts per family in the final evaluation."""
+    failure_videos: int = 3
+    """mp4s of the first failed episodes per family in the final evaluation, in failures/ (0 = none)."""
     random_baseline: bool = True
     """Also evaluate a random policy on the final evaluation's seeds, for the table."""
     ckpt_every: int = 500

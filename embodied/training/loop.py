@@ -69,6 +69,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     for flag in ("release_boost", "start_boost"):
         if getattr(cfg, flag) < 1:
             raise UserError(f"{flag} must be >= 1 (1 = off), got {getattr(cfg, flag)}")
+    if cfg.failure_videos < 0:
+        raise UserError(f"failure_videos must be >= 0 (0 = none), got {cfg.failure_videos}")
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     run_dir = runs_dir / cfg.name
@@ -207,7 +209,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     result = {}
     if d.main and end == cfg.steps:
         result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes,
-                               store.attrs, video_dir=run_dir / "failures")
+                               store.attrs, video_dir=run_dir / "failures" if cfg.failure_videos else None)
         if log:
             log.plot(run_dir / "curves.png")
     distributed.teardown()
@@ -333,7 +335,8 @@ def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families:
         env_config["split"] = result["split"]
     if episodes > 0:
         result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
-                                      env_config=env_config, video_dir=video_dir)
+                                      env_config=env_config, video_dir=video_dir,
+                                      videos_per_family=cfg.failure_videos)
         result["success"] = result["rollouts"]["mean"]["success"]
     if log:
         log.write(step=step, val_loss=result.get("val_loss"), success=result.get("success"))

@@ -72,6 +72,13 @@ def test_checkpoint_round_trip_gives_identical_actions(store, tmp_path):
     np.testing.assert_array_equal(a.act(obs), b.act(obs))
     torch.testing.assert_close(a.model.state_mean, torch.tensor(spec["stats"]["state"]["mean"]))
     env.close()
+    failed = [f for f, r in result["rollouts"].items() if f != "mean" and r["success"] < 1]
+    assert sorted(p.name.split("_seed")[0] for p in (tmp_path / "r/failures").glob("*.mp4")) == sorted(failed)
+
+
+def test_failure_videos_0_writes_none(store, tmp_path):
+    result = train(config(store, tmp_path, steps=1, final_eval_episodes=1, failure_videos=0), store, tmp_path)
+    assert "rollouts" in result and not (tmp_path / "r/failures").exists()
 
 
 def test_policy_acts_in_a_live_episode(store, tmp_path):
@@ -139,13 +146,15 @@ def test_step_batches_repeat_samples_within_their_family_and_leave_other_familie
     np.testing.assert_array_equal(drawn[groups[drawn] == "reach"], plain[groups[plain] == "reach"])
 
 
-def test_bad_boosts_are_refused_before_anything_is_written(store, tmp_path):
+def test_bad_boosts_and_video_counts_are_refused_before_anything_is_written(store, tmp_path):
     from embodied.errors import UserError
 
     with pytest.raises(UserError, match="release_boost must be >= 1"):
         train(config(store, tmp_path, release_boost=0), store, tmp_path)
     with pytest.raises(UserError, match="start_boost must be >= 1"):
         train(config(store, tmp_path, start_boost=0), store, tmp_path)
+    with pytest.raises(UserError, match="failure_videos must be >= 0"):
+        train(config(store, tmp_path, failure_videos=-1), store, tmp_path)
     assert not (tmp_path / "r").exists()
 
 
