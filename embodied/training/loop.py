@@ -94,7 +94,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps, **ends)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps,
                         **ends) if len(val_eps) else None
-    language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model)
+    language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model, device=d.device)
     families = sorted(set(store.meta("family").tolist()))
     if cfg.video_store:  # action-free video, pseudo-labelled or with latent-action codes, in every batch
         if not (0 < cfg.video_fraction < 1 and cfg.video_weight >= 0):
