@@ -23,7 +23,7 @@ training names the store, camera and episode. Version 1 stores (no checksums) ar
 Crash safety: zarr's local store writes every file atomically (temp file + rename). An append writes
 the frames, then the per-episode rows, and commits last by setting the group attribute
 `num_episodes`. Anything past the committed count is ignored by readers and cut off by the next
-writer, so a process killed at any moment loses at most the episode in progress.
+writer, so a process killed at any moment loses at most the episodes of the append in progress.
 """
 
 from __future__ import annotations
