@@ -176,7 +176,7 @@ def pretrain(args: Args, stores: dict, video: Path | None, method: str, out: Pat
                       video_fraction=args.video_fraction,
                       video_weight=args.video_weight, eval_every=0, final_eval_episodes=0, random_baseline=False,
                       ckpt_every=args.pretrain_steps, out=out, fresh=True,
-                      start_boost=1)  # as measured (README); the main job's first-frame boost came later
+                      start_boost=1, release_boost=1)  # as measured (README); the main job's boosts came later
     start = time.perf_counter()
     run(cfg)
     return {"wall_s": round(time.perf_counter() - start, 1)}

@@ -70,12 +70,12 @@ class TrainConfig:
     later its own position gives the answer away (press_button's two buttons never move), and a policy that
     learned from those frames planned halfway between the two buttons on the first frame (press_button 40%
     in some runs). 1 = off (README, "The first frames")."""
-    release_boost: int = 1
+    release_boost: int = 3
     """Draw frames whose next 8 actions open the gripper after holding (the release that ends a place)
     this many times as often within their family: a decision made on a few frames per demonstration,
-    which a policy that copies its own gripper state never learns in some runs (place 0%). 1 = off. Measured
-    at 3: the release is learned in every run (place 0% -> 65% on the store that lost it), but press_button
-    falls to 40% in every run (README), so it is off by default."""
+    which a policy that copies its own gripper state never learns in some runs (place 0-5% in two of eight
+    main-job runs). 1 = off. Alone it cost press_button (40% in five runs); with start_boost 3 it does not
+    (three runs, 76-79% mean, place 45-65%, press_button 100%; README, "The first frames")."""
     balance_families: bool = True
     """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3
@@ -148,6 +148,7 @@ class FinetuneConfig(TrainConfig):
     batch_size: int = 32
     paraphrase: float = 0.0
     start_boost: int = 1
+    release_boost: int = 1
     lr: float | None = None  # type: ignore[assignment]
     """Peak learning rate (default: 1e-3 for lora and scratch, 1e-4 for full)."""
     warmup: int = 50
