@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from embodied.envs.scene import Thing, World
-from embodied.envs.tasks import Task
+from embodied.envs.tasks import DIRECTIONS, Task
 
 NEAR = 0.04  # the gripper came within this of a thing, horizontally (m)
 LIFTED = 0.03  # an object this far off the table was picked up (m)
@@ -14,8 +14,11 @@ MOVED = 0.03  # a thing displaced this far was pushed (m)
 
 # wrong object: came closer to another candidate than to the target; never reached: stayed over 4 cm from
 # the target; missed grasp: reached it, never lifted it; dropped: lifted, no longer held; pushed another:
-# moved another object, not the target; out of time: on the way (reached, lifted or pushing) at the end.
-FAILURES = ("wrong object", "never reached", "missed grasp", "dropped", "pushed another", "out of time")
+# moved another object, not the target; went past: push ended with the gripper beyond the target's centre
+# in the push direction (it pushed off-centre and slid past, or overshot); out of time: on the way
+# (reached, lifted or pushing) at the end.
+FAILURES = ("wrong object", "never reached", "missed grasp", "dropped", "pushed another", "went past",
+            "out of time")
 
 
 class Trace:
@@ -62,6 +65,10 @@ class Trace:
             return "wrong object"
         if mine > NEAR:
             return "never reached"
+        if family == "push":
+            ahead = (world.grasp_pos - world.pos(self.target))[:2] @ DIRECTIONS[self.task.direction]
+            if ahead > 0:
+                return "went past"
         if family in ("pick", "place", "stack"):
             if not self.lifted:
                 return "missed grasp"

@@ -30,6 +30,8 @@ class TrainConfig:
     film_pool: str | None = None
     """Override how FiLM reads the instruction: 'mean' (the sentence), 'state' (token attention steered by
     the robot state) or 'mean+state' (their average)."""
+    augment_shift: int | None = None
+    """Override the preset's random-shift augmentation of training images (pixels, every camera; 0 = off)."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None

@@ -22,8 +22,8 @@ def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
     """Check the flags that go together and fill the method's default learning rate."""
     if cfg.adapter in ("lora", "full") and cfg.base is None:
         raise UserError(f"--adapter {cfg.adapter} fine-tunes a pretrained run: pass --base policies/runs/<run>")
-    given = [k for k in ("head", "obs_horizon", "action_horizon", "keypoints", "keypoint_loss", "film_pool")
-             if getattr(cfg, k) is not None]
+    given = [k for k in ("head", "obs_horizon", "action_horizon", "keypoints", "keypoint_loss", "film_pool",
+                         "augment_shift") if getattr(cfg, k) is not None]
     if cfg.base is not None and given:
         raise UserError(f"the architecture comes from --base; drop {given}")
     if cfg.adapter == "lora" and cfg.ema > 0:

@@ -85,7 +85,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     else:
         pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon,
                            action_horizon=cfg.action_horizon, keypoints=cfg.keypoints,
-                           keypoint_loss=cfg.keypoint_loss, film_pool=cfg.film_pool)
+                           keypoint_loss=cfg.keypoint_loss, film_pool=cfg.film_pool,
+                           augment_shift=cfg.augment_shift)
     if tune and tune.episodes_per_family:
         train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
     else:

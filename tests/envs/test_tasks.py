@@ -103,11 +103,11 @@ def test_expert_requires_end_effector_actions():
     e.close()
 
 
-def _drive_to(env, thing, steps=40):
-    """Servo the gripper horizontally over `thing` at a low height; returns the last info."""
+def _drive_to(env, thing, steps=40, offset=(0.0, 0.0)):
+    """Servo the gripper over `thing` (+ a horizontal offset) at a low height; returns the last info."""
     world = env.unwrapped.world
     for _ in range(steps):
-        goal = world.pos(thing) + [0, 0, 0.05]
+        goal = world.pos(thing) + [*offset, 0.05]
         delta = np.clip((goal - world.grasp_pos) / 0.02, -1, 1)
         _, _, terminated, truncated, info = env.step(np.array([*delta, 0, -1], np.float32))
         if terminated or truncated:
@@ -129,6 +129,19 @@ def test_failure_diagnosis_tells_wrong_object_from_never_reached():
     e.reset(seed=5, options={"instruction": f"pick up the {describe(a, world.things)}"})
     assert _drive_to(e, a)["failure"] == "missed grasp"  # over the right one, never lifted it
     assert run_expert_episode(e, seed=5)["success"]
+    e.close()
+
+
+def test_failure_diagnosis_tells_a_push_that_went_past_the_object():
+    from embodied.envs.tasks import DIRECTIONS
+
+    e = gym.make(envs.ENV_IDS["push"], cameras=())
+    e.reset(seed=3)
+    task = e.unwrapped.task
+    ahead = 0.03 * DIRECTIONS[task.direction]
+    assert _drive_to(e, task.obj, offset=-ahead)["failure"] == "out of time"  # behind it, still to push
+    assert _drive_to(e, task.obj, offset=ahead)["failure"] == "went past"  # beyond its centre
+    assert _drive_to(e, task.obj, offset=-ahead)["failure"] == "out of time"  # back behind it
     e.close()
 
 
