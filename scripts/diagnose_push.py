@@ -17,6 +17,7 @@ import tyro
 
 from embodied.errors import UserError, cli
 from embodied.evaluation.rollouts import EVAL_SEED_START
+from embodied.runtime.chunks import REPLAN_EVERY
 
 MOVED = 0.005  # the object counts as touched once it moved this far (m)
 
@@ -28,13 +29,13 @@ class Args:
     episodes: int = 20
     """Push scenes (seeds from --seed-start; the main job's evaluation uses the first 20)."""
     seed_start: int = EVAL_SEED_START
-    replan_every: int = 8
+    replan_every: int = REPLAN_EVERY
     """Steps executed per plan (the evaluation's default)."""
     noise: float = 0.0
     """For 'expert': its action noise (the demonstrations are collected at 0.3)."""
 
 
-def push_episode(env, policy, seed: int, replan_every: int = 8) -> dict:
+def push_episode(env, policy, seed: int, replan_every: int = REPLAN_EVERY) -> dict:
     """One push episode: success, the direction, the lateral offset at first contact (m, None if the
     object never moved), how far it went along the direction, and whether the gripper ended past it."""
     from embodied.envs.tasks import DIRECTIONS

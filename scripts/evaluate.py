@@ -26,6 +26,7 @@ import tyro
 from rich.console import Console
 
 from embodied.errors import UserError, cli
+from embodied.runtime.chunks import REPLAN_EVERY
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Args:
     the 7 pretraining families; all 8 for expert and random)."""
     num_envs: int = 4
     """Environments stepped in parallel (processes)."""
-    replan_every: int = 8
+    replan_every: int = REPLAN_EVERY
     """Actions used from each chunk before re-planning."""
     commit_gripper: bool = True
     """Run a plan that switches the gripper through the switch before re-planning (--no-commit-gripper:

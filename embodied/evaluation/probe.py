@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from embodied.evaluation.rollouts import EVAL_SEED_START, wilson
-from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.chunks import REPLAN_EVERY, ChunkExecutor
 
 PROBES = {  # family -> (kind of candidate, template with {obj})
     "press_button": ("button", "press the {obj}"),
@@ -22,8 +22,8 @@ PROBES = {  # family -> (kind of candidate, template with {obj})
 
 
 def language_probe(policy, families: list[str], scenes: int, env_config: dict | None = None,
-                   replan_every: int = 8, seed_start: int = EVAL_SEED_START + 500_000, commit_gripper: bool = True,
-                   progress: bool = True) -> dict:
+                   replan_every: int = REPLAN_EVERY, seed_start: int = EVAL_SEED_START + 500_000,
+                   commit_gripper: bool = True, progress: bool = True) -> dict:
     """{family: {"runs", "success", "ci95", "wrong_target", "both_right"}} over `scenes` scenes x 2 candidates."""
     from embodied.envs import ENV_IDS
     from embodied.envs.tasks import describe

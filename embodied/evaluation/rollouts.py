@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.chunks import REPLAN_EVERY, ChunkExecutor
 
 EVAL_SEED_START = 1_000_000  # far from every recipe's seeds: evaluation scenes are never trained on
 
@@ -32,7 +32,7 @@ class RandomPolicy:
 
 
 def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_SEED_START, num_envs: int = 4,
-             replan_every: int = 8, env_config: dict | None = None, progress: bool = True,
+             replan_every: int = REPLAN_EVERY, env_config: dict | None = None, progress: bool = True,
              video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns

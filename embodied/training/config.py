@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from embodied.runtime.chunks import REPLAN_EVERY
+
 
 @dataclass
 class TrainConfig:
@@ -106,7 +108,7 @@ class TrainConfig:
     """Also evaluate a random policy on the final evaluation's seeds, for the table."""
     ckpt_every: int = 500
     """Steps between checkpoints (and at the end)."""
-    replan_every: int = 8
+    replan_every: int = REPLAN_EVERY
     """Receding-horizon execution: actions used from each chunk before re-planning."""
     workers: int = 1
     """DataLoader worker processes (1 is fastest on 2 cores: the model needs the rest)."""

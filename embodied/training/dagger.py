@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.chunks import REPLAN_EVERY, ChunkExecutor
 
 
 class OnPolicy:
     """The Policy contract for `record_episode(..., clean_labels=True)`: executes the learned policy's
     action (the expert's with probability `beta`), and holds the expert's for that step in `label`."""
 
-    def __init__(self, policy, expert, beta: float = 0.0, replan_every: int = 8, seed: int = 0):
+    def __init__(self, policy, expert, beta: float = 0.0, replan_every: int = REPLAN_EVERY, seed: int = 0):
         self.policy, self.expert, self.beta = policy, expert, beta
         self.executor = ChunkExecutor.for_policy(policy, replan_every)
         self.rng = np.random.default_rng(seed)
@@ -42,7 +42,7 @@ class OnPolicy:
 
 
 def collect_on_policy(policy, store, families: list[str], episodes: int, seed_start: int, beta: float = 0.0,
-                      replan_every: int = 8, env_config: dict | None = None) -> dict:
+                      replan_every: int = REPLAN_EVERY, env_config: dict | None = None) -> dict:
     """Append `episodes` per family of `policy` driving with expert labels to `store` (an EpisodeStore open
     for appending); seeds from `seed_start`. Returns {family: success rate of those episodes}."""
     import gymnasium as gym
