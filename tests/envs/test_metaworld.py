@@ -10,7 +10,6 @@ if importlib.util.find_spec("metaworld") is None:
                 "(`make test-metaworld` builds it and runs these tests)", allow_module_level=True)
 
 import json  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
@@ -34,9 +33,8 @@ from embodied.errors import UserError  # noqa: E402
 from embodied.evaluation.rollouts import evaluate  # noqa: E402
 from embodied.policies.policy import VLAPolicy  # noqa: E402
 from embodied.training.loop import train  # noqa: E402
+from tests.scripts import load_script  # noqa: E402
 from tests.training.test_train import config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 
 CAMERAS = ("corner", "corner2", "behindGripper", "gripperPOV")
 GRIPPER = ("hand", "rightclaw", "leftclaw", "rightpad", "leftpad", "right_hand")
@@ -195,9 +193,7 @@ def test_collect_train_evaluate_end_to_end(tmp_path):
 
 
 def test_evaluate_script_takes_metaworld_tasks(tmp_path):
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
-    script = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
-    spec.loader.exec_module(script)
+    script = load_script("evaluate")
     out = tmp_path / "e.json"
     script.main(script.Args("expert", families=("reach-v3",), episodes=1, num_envs=1, json=out))
     e = json.loads(out.read_text())

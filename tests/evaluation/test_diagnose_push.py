@@ -1,6 +1,5 @@
 """scripts/diagnose_push.py: the offset at contact of a push that goes straight, and bad input as one line."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,21 +7,14 @@ from pathlib import Path
 import gymnasium as gym
 
 from embodied import envs
+from tests.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose_push.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("diagnose_push", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_expert_meets_the_object_on_its_centre_line_and_stays_behind_it():
     env = gym.make(envs.ENV_IDS["push"], cameras=())
-    run = load_script().push_episode(env, envs.expert_for(env), seed=3)
+    run = load_script("diagnose_push").push_episode(env, envs.expert_for(env), seed=3)
     env.close()
     assert run["success"] and run["moved"] > 0.08
     assert abs(run["offset"]) < 0.01 and not run["past"]

@@ -1,26 +1,19 @@
 """scripts/diagnose_release.py: where a demonstration lets go, and bad input as one clear line."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "diagnose_release.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("diagnose_release", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_release_is_the_first_open_after_the_grasp():
-    release = load_script().release_frames
+    release = load_script("diagnose_release").release_frames
     actions = np.zeros((9, 2), np.float32)
     actions[:, 1] = [-1, -1, 1, 1, 1, 1, -1, -1, -1]  # opens at the start (approach), closes, lets go at 6
     assert release(actions, 1) == 6
