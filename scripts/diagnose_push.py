@@ -1,7 +1,8 @@
 """Does the policy push the object straight? On push evaluation scenes, where the gripper is across the
 push direction from the object's centre when the object first moves (the lateral offset at contact), how
 far the object went, and whether the gripper ended past the object: a push that meets the object a few
-centimetres off its centre line turns it aside and slides past it instead of driving it 8 cm.
+centimetres off its centre line turns it aside and slides past it instead of driving it 8 cm ('went
+past' in the failure breakdown).
 
     python scripts/diagnose_push.py policies/runs/tiny_pretrain_small --episodes 20
     python scripts/diagnose_push.py expert          # the scripted expert on the same scenes, for scale
@@ -37,7 +38,8 @@ class Args:
 
 def push_episode(env, policy, seed: int, replan_every: int = REPLAN_EVERY) -> dict:
     """One push episode: success, the direction, the lateral offset at first contact (m, None if the
-    object never moved), how far it went along the direction, and whether the gripper ended past it."""
+    object never moved), how far it went along the direction, and the failure breakdown's diagnosis
+    (embodied/envs/diagnosis.py: 'went past' when the gripper ended beyond the object's centre)."""
     from embodied.envs.tasks import DIRECTIONS
     from embodied.runtime.chunks import ChunkExecutor
 
@@ -56,8 +58,7 @@ def push_episode(env, policy, seed: int, replan_every: int = REPLAN_EVERY) -> di
         if offset is None and np.linalg.norm((world.pos(task.obj) - task.start)[:2]) > MOVED:
             offset = float((world.grasp_pos - world.pos(task.obj))[:2] @ across)
     return {"seed": seed, "direction": task.direction, "success": bool(info["success"]), "offset": offset,
-            "moved": float((world.pos(task.obj) - task.start)[:2] @ along),
-            "past": bool((world.grasp_pos - world.pos(task.obj))[:2] @ along > 0)}
+            "moved": float((world.pos(task.obj) - task.start)[:2] @ along), "failure": str(info["failure"])}
 
 
 def main(args: Args) -> None:
@@ -89,7 +90,7 @@ def main(args: Args) -> None:
 
     table = Table(title=f"{args.policy}: push, seeds {args.seed_start}-{args.seed_start + args.episodes - 1}")
     for col in ("direction", "success [95%]", "offset at contact, median (n): successes", "failures",
-                "failures past it"):
+                "failures that went past"):
         table.add_column(col, justify="left" if col == "direction" else "right")
     for direction in sorted({r["direction"] for r in runs}) + ["all"]:
         rows = [r for r in runs if direction in ("all", r["direction"])]
@@ -99,7 +100,7 @@ def main(args: Args) -> None:
                                                                  "ci95": wilson(wins, len(rows))}),
                       cm([r["offset"] for r in rows if r["success"] and r["offset"] is not None]),
                       cm([r["offset"] for r in lost if r["offset"] is not None]),
-                      f"{sum(r['past'] for r in lost)}/{len(lost)}")
+                      f"{sum(r['failure'] == 'went past' for r in lost)}/{len(lost)}")
     Console().print(table)
 
 
