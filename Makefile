@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make train  set up, then run the main job (pretrain the tiny VLA, ~20 min on 2 CPU cores)
+#   make train  set up, then run the main job (pretrain the tiny VLA, 20-40 min on 2 CPU cores)
 #   make test   set up, then run the tests
 # Setup installs into a project virtual environment, .venv, from the lock (requirements.lock).
 PYTHON ?= python3

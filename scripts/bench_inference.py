@@ -42,14 +42,14 @@ class Args:
 def policy_for(preset: str, args: Args):
     import torch
 
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.config import load_preset
     from embodied.policies.model import VLA
     from embodied.policies.policy import VLAPolicy
-    from embodied.training.finetune import base_checkpoint
 
     run = args.run if args.run.is_absolute() else repo_root() / args.run
     if preset == "tiny" and run.exists():
-        return VLAPolicy.load(base_checkpoint(run)), "trained"
+        return VLAPolicy.load(resolve_checkpoint(run)), "trained"
     torch.manual_seed(0)
     cfg = load_preset(preset)
     model = VLA(cfg, ["front", "wrist"], (96, 96), 13, 5)
@@ -156,8 +156,8 @@ def main(args: Args) -> None:
 
 def bench_loop(bundle: Path, rate: float, ticks: int) -> dict:
     """One long episode (success does not end it), the policy re-planning on every observation."""
+    from embodied.envs.simrobot import rehearse
     from embodied.runtime.bundle import OnnxPolicy
-    from embodied.runtime.loop import rehearse
 
     config = {"rate": rate, "family": "pick", "max_ticks": ticks, "stop_on_success": False}
     robot, policy = rehearse(OnnxPolicy(bundle, threads=1), config)

@@ -182,11 +182,11 @@ def trained_families(info: dict) -> list[str]:
     """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
     from embodied.data.store import EpisodeStore
     from embodied.envs import FAMILIES
-    from embodied.evaluation.suite import training_store
+    from embodied.data.recipes import training_store
 
     if info["kind"] == "bundle":
         return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining
-    store = training_store(info)
+    store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
     return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if store and store.exists() else []
 
 

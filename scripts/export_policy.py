@@ -34,10 +34,10 @@ def main(args: Args) -> None:
     from rich.table import Table
 
     from embodied.export.bundle import export_bundle
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
-    from embodied.training.finetune import base_checkpoint
 
-    ckpt = base_checkpoint(args.run)
+    ckpt = resolve_checkpoint(args.run)
     policy = VLAPolicy.load(ckpt)
     if args.adapter:
         policy.load_adapter(args.adapter)

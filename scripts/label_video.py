@@ -44,7 +44,7 @@ class Idm:
     seed: int = 0
 
     def run(self) -> None:
-        from embodied.video import idm
+        from embodied.video import idm, models
 
         out = self.out or self.video.with_name(self.video.stem + "_idm.zarr")
         _check_out(out, self.video)
@@ -63,7 +63,7 @@ class Idm:
                 raise UserError(f"{self.model}/model.json has no mean_action for the --check baseline")
             report["check"] = idm.label_error(model, self.check, range(n), mean)
         _report(report)
-        folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
+        folder = self.model or models.save(model, repo_root() / "policies" / "runs" / out.stem, report)
         idm.label_store(model, self.video, out, source=str(folder))
         print(f"wrote {out} (labels from {folder})")
 
@@ -91,7 +91,7 @@ class Latent:
     seed: int = 0
 
     def run(self) -> None:
-        from embodied.video import idm, latent
+        from embodied.video import latent, models
 
         out = self.out or self.video.with_name(self.video.stem + "_latent.zarr")
         _check_out(out, self.video)
@@ -101,16 +101,16 @@ class Latent:
             model, report = latent.train_latent(list(self.stores or [self.video]), self.stride, self.codes,
                                                 self.groups, self.steps, self.batch, seed=self.seed)
         _report(report)
-        folder = idm.save(model, repo_root() / "policies" / "runs" / out.stem, report) if not self.model else self.model
+        folder = self.model or models.save(model, repo_root() / "policies" / "runs" / out.stem, report)
         latent.label_store(model, self.video, out, source=str(folder))
         print(f"wrote {out} (codes from {folder})")
 
 
 def _load(folder: Path, kind: str):
     """A saved model of this kind and its training report (the IDM's holds the mean action, the baseline)."""
-    from embodied.video import idm
+    from embodied.video import models
 
-    model = idm.load(folder)
+    model = models.load(folder)
     if model.meta["kind"] != kind:
         raise UserError(f"--model {folder} is a {model.meta['kind']!r} model; `{kind}` needs a {kind!r} one")
     return model, json.loads((Path(folder) / "model.json").read_text()).get("report", {})

@@ -11,6 +11,7 @@ Prints success, inference latency p50/p95/p99, loop jitter, deadline misses and 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,8 @@ class Args:
 
 
 def main(args: Args) -> dict:
+    from embodied.envs.simrobot import rehearse
     from embodied.runtime.bundle import OnnxPolicy
-    from embodied.runtime.loop import rehearse
 
     if (args.instruction is None) == (args.family is None):
         raise UserError("give --instruction TEXT (one episode) or --family NAME (--episodes N on eval seeds)")
@@ -63,12 +64,30 @@ def main(args: Args) -> dict:
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
               "commit_gripper": args.commit_gripper,
-              "video": str(args.video) if args.video else None, "store": str(args.store) if args.store else None}
-    result, stats = rehearse(policy, config, args.replan_every, episodes)
+              "video": str(args.video) if args.video else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "episodes.npz"
+        result, stats = rehearse(policy, config | {"record": str(record) if args.store else None},
+                                 args.replan_every, episodes)
+        if args.store and record.exists():
+            store_loop_episodes(args.store, record, config)
     summarize(result, stats, args)
     if args.json:
         args.json.write_text(json.dumps({"robot": result, "policy": stats}, indent=2))
     return {"robot": result, "policy": stats}
+
+
+def store_loop_episodes(store: Path, record: Path, config: dict) -> None:
+    """The robot's recorded episodes into a store with the env's specs (created if missing)."""
+    import gymnasium as gym
+
+    import embodied.envs as envs
+    from embodied.data.collect import store_recorded
+
+    env = gym.make(envs.ENV_IDS[config["family"]], cameras=tuple(config["cameras"]),
+                   image_size=tuple(config["image_size"]), split=config["split"], ctrl_dt=round(1 / config["rate"], 6))
+    store_recorded(store, record, env)
+    env.close()
 
 
 def summarize(result: dict, stats: dict, args: Args) -> None:

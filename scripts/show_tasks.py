@@ -17,7 +17,7 @@ from tqdm import tqdm
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert
 from embodied.errors import cli
-from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_side, write_mp4
+from embodied.media import caption, contact_sheet, save_png, side_by_side, write_mp4
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Pretrain the VLA. With no arguments: the main job (about 45 minutes on a 2-core CPU machine that trains at
-~100 samples/s): build the default demonstration store if missing, pretrain the tiny preset, evaluate on
+"""Pretrain the VLA. With no arguments: the main job (20-40 minutes on a 2-core CPU machine, which trains the
+tiny preset at 90-250 samples/s depending on the machine): build the default demonstration store if missing, pretrain the tiny preset, evaluate on
 held-out seeds, and print success per task family next to a random policy.
 
     python scripts/train_vla.py

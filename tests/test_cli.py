@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embodied.data import EpisodeStore
-from embodied.evaluation.video import write_mp4
+from embodied.media import write_mp4
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(p.name for p in (ROOT / "scripts").glob("*.py"))

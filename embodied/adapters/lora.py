@@ -85,11 +85,10 @@ def widen_stats(base: dict, data: dict) -> tuple[dict, list[int]]:
 
 
 def architecture(spec: dict) -> dict:
-    """What must be equal for an adapter to fit a base."""
-    from embodied.policies.config import config_from_dict
-
+    """What must be equal for an adapter to fit a base. The spec's config is read as it is: the policy
+    layer hands over specs with every config field filled in (embodied.policies.policy.full_spec)."""
     arch = {k: spec[k] for k in ("cameras", "image_size", "state_dim", "action_dim")}
-    arch["config"] = {k: v for k, v in vars(config_from_dict(spec["config"])).items() if k != "lora_targets"}
+    arch["config"] = {k: v for k, v in spec["config"].items() if k != "lora_targets"}
     return json.loads(json.dumps(arch))  # as it reads back from adapter.json (tuples become lists)
 
 

@@ -58,6 +58,22 @@ def create_store_for(path: str | Path, env: gym.Env, **attrs) -> EpisodeStore:
         state_spec=base.state_spec.to_dict(), **attrs)
 
 
+def store_recorded(path: str | Path, recorded: str | Path, env: gym.Env) -> EpisodeStore:
+    """Append the episodes the simulated robot recorded (embodied.envs.simrobot's `record` .npz) to the
+    store at `path`, created with `env`'s specs if missing."""
+    import json
+
+    path = Path(path)
+    store = EpisodeStore.open(path, mode="a") if path.exists() else create_store_for(path, env)
+    with np.load(recorded) as arrays:
+        episodes = [Episode(images={c: arrays[f"ep{i}_images_{c}"] for c in store.cameras},
+                            state=arrays[f"ep{i}_state"], action=arrays[f"ep{i}_action"], seed=0,
+                            instruction=m["instruction"], family=m["family"], success=m["success"])
+                    for i, m in enumerate(json.loads(str(arrays["meta"])))]
+    store.append_many(episodes)
+    return store
+
+
 class _Worker:
     """One per worker process: keeps an env per family so GL contexts are made once."""
 

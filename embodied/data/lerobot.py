@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from embodied.data.store import Episode, EpisodeStore, StoreError
-from embodied.evaluation.video import Mp4Writer
+from embodied.media import Mp4Writer
 
 VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"

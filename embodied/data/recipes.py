@@ -126,3 +126,18 @@ def _check(r: Recipe, path: Path) -> None:
         from embodied.envs.tabletop import CAMERAS
     if not r.cameras or any(c not in CAMERAS for c in r.cameras):
         raise UserError(f"{path}: cameras must be a non-empty subset of {list(CAMERAS)}, got {r.cameras}")
+
+
+def training_store(checkpoint: str | Path) -> Path:
+    """The store a checkpoint was trained on: its training config's --store, else its recipe's store."""
+    import json
+
+    trainer = Path(checkpoint) / "trainer.json"
+    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
+    return Path(config.get("store") or store_path(config.get("dataset", "pretrain_small")))
+
+
+def store_path(recipe: str | Path) -> Path:
+    """Where a recipe's store lives: datasets/<recipe name>.zarr (a recipe given by path too)."""
+    name = load_recipe(recipe).name if Path(recipe).suffix in (".yaml", ".yml") else str(recipe)
+    return recipes_dir() / f"{name}.zarr"

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from embodied.data.store import EpisodeStore
 from embodied.errors import UserError
-from embodied.evaluation.video import caption, contact_sheet, save_png, side_by_side
+from embodied.media import caption, contact_sheet, save_png, side_by_side
 
 
 def disk_usage(path: Path) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import av
 import numpy as np
 
 from embodied.data.store import Episode, EpisodeStore, StoreError
-from embodied.evaluation.video import caption, read_video, side_by_side, write_mp4
+from embodied.media import caption, read_video, side_by_side, write_mp4
 
 
 def load_array(path: str | Path) -> np.ndarray:

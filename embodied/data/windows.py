@@ -44,10 +44,9 @@ class WindowDataset(StoreDataset):
     images       {camera: uint8 (T_o, H, W, 3)}  frames t-T_o+1 .. t (the first frame repeats before
                                                   the episode starts)
     state        float32 (T_o, S)
-    action       float32 (H, A)   actions t .. t+H-1 (past the episode end: the last action repeats, or
-                                  with hold_after_end, "stay": no motion, the gripper as it was)
-    action_mask  bool (H, A)      False where the target is padding past the end (True for "stay"; with
-                                  keep_gripper, True for the gripper, which keeps its last command)
+    action       float32 (H, A)   actions t .. t+H-1 (past the episode end: the last action repeats)
+    action_mask  bool (H, A)      False where the target is padding past the end (with keep_gripper, True
+                                  for the gripper of a successful episode, which keeps its last command)
     focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
     focus_px     {camera: float32 (2,)}  where the named thing appears in frame t's image, (x, y) in
                                   [-1, 1] of the width and height (left/top edge = -1); NaN where unknown:
@@ -57,13 +56,10 @@ class WindowDataset(StoreDataset):
 
     def __init__(self, path: str | Path, obs_horizon: int = 1, action_horizon: int = 16,
                  episodes: np.ndarray | None = None, cameras: list[str] | None = None,
-                 require_actions: bool = True, hold_after_end: bool = False, keep_gripper: bool = False):
-        """hold_after_end: past the end of a successful episode the target is "stay" (trained, not
-        masked), so a policy learns to stop once the task is done instead of carrying on: a reach
-        demonstration ends mid-descent at full speed, and without it nothing says where to stop.
-        keep_gripper: past the end of a successful episode the gripper's target is its last command (the
+                 require_actions: bool = True, keep_gripper: bool = True):
+        """keep_gripper: past the end of a successful episode the gripper's target is its last command (the
         motions stay masked). A place demonstration ends on the first frame the gripper opens, so without
-        it a chunk holds that release in one position only."""
+        it a chunk holds that release in one position only and the policy never lets go."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
@@ -91,8 +87,7 @@ class WindowDataset(StoreDataset):
         self._start, self._end = np.repeat(starts[episodes], lengths), np.repeat(ends[episodes], lengths)
         self.stats = store.stats()
         self._success = store.meta("success").astype(bool)
-        spec = store.attrs.get("action_spec")  # without one, what "stay" means is unknown: keep the mask
-        self._moves = _motion_dims(spec) if hold_after_end and spec else None
+        spec = store.attrs.get("action_spec")
         self._gripper = list(spec["names"]).index("gripper") if spec and "gripper" in spec["names"] else None
         has_grip = keep_gripper and self._gripper is not None
         self._grip = np.arange(len(spec["names"])) == self._gripper if has_grip else None  # its column mask
@@ -135,12 +130,8 @@ class WindowDataset(StoreDataset):
         ep = int(self._episode[i])
         actions = self.actions[act]
         mask = np.repeat(mask[:, None], actions.shape[1], 1)  # (H, A)
-        if self._success[ep] and not mask.all():
-            if self._moves is not None:
-                actions[np.ix_(~mask[:, 0], self._moves)] = 0.0  # stay where the task was done
-                mask[:] = True
-            elif self._grip is not None:
-                mask[:, self._grip] = True  # the last action repeats: the gripper keeps its command
+        if self._success[ep] and self._grip is not None and not mask.all():
+            mask[:, self._grip] = True  # the last action repeats: the gripper keeps its command
         return {
             "images": {c: self.store.frames(c, obs) for c in self.cameras},
             "state": self.states[obs],
@@ -153,15 +144,6 @@ class WindowDataset(StoreDataset):
             "episode": ep,
             "frame": int(t - start),
         }
-
-
-def _motion_dims(action_spec: dict) -> np.ndarray:
-    """The action dimensions that are motions (zero = stay): every one but the gripper of delta actions;
-    none of absolute targets (joint positions), where repeating the last action already stays."""
-    names = np.array(action_spec["names"])
-    if action_spec["kind"].endswith("delta"):
-        return np.flatnonzero(names != "gripper")
-    return np.zeros(0, np.int64)
 
 
 class VideoMix(Dataset):

@@ -126,7 +126,7 @@ def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = Fa
 
 
 def _write_failure(folder: Path, family: str, ep: dict) -> None:
-    from embodied.evaluation.video import caption, side_by_side, write_mp4
+    from embodied.media import caption, side_by_side, write_mp4
 
     text = f"{family} seed {ep['seed']}: {ep['instruction']} -- failed: {ep['failure']}"
     frames = [caption(side_by_side(f, 2), text, lines=2) for f in ep["frames"]]

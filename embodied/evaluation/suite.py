@@ -35,13 +35,13 @@ def load_policy(name: str, adapter: Path | None = None, precision: str = "fp32")
         model = path / ("policy_int8.onnx" if precision == "int8" else "policy.onnx")
         return policy, {"policy": str(path), "kind": "bundle", "precision": precision,
                         "model_sha256": file_sha256(model)}
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
-    from embodied.training.finetune import base_checkpoint
 
     if not path.exists():
         raise UserError(f"no policy {name!r}: expected 'expert', 'random', a run or checkpoint folder, or an "
                         "exported bundle")
-    ckpt = base_checkpoint(path)
+    ckpt = resolve_checkpoint(path)
     policy = VLAPolicy.load(ckpt)
     info = {"policy": str(path), "kind": "checkpoint", "checkpoint": str(ckpt),
             "model_sha256": file_sha256(ckpt / "model.safetensors")}
@@ -87,20 +87,6 @@ def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_S
                        "episodes": episodes * len(families), "ci95": wilson(wins, episodes * len(families)),
                        "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
     return results
-
-
-def training_store(info: dict) -> Path | None:
-    """The store a checkpoint (load_policy's info) was trained on: its config's --store or its recipe's
-    store; None for anything but a checkpoint."""
-    import json
-
-    from embodied.data.recipes import recipes_dir
-
-    if info.get("kind") != "checkpoint":
-        return None
-    trainer = Path(info["checkpoint"]) / "trainer.json"
-    config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
-    return Path(config.get("store") or recipes_dir() / f"{config.get('dataset', 'pretrain_small')}.zarr")
 
 
 def versions() -> dict:

@@ -111,7 +111,7 @@ class Session:
     def stop_recording(self) -> str:
         if self.recording is None:
             raise UserError("not recording (:record FILE.mp4 starts)")
-        from embodied.evaluation.video import write_mp4
+        from embodied.media import write_mp4
 
         path, frames = self.recording
         self.recording = None
@@ -150,7 +150,7 @@ class Session:
             self.obs, _, success, _, _ = self.base.step(executor.next())
             steps += 1
             if self.recording is not None:
-                from embodied.evaluation.video import side_by_side
+                from embodied.media import side_by_side
 
                 self.recording[1].append(side_by_side(self.obs["images"], scale=2))
             if self.viewer is not None:
@@ -189,19 +189,16 @@ class Session:
         return path
 
     def _load_policy(self, spec: str):
+        from embodied.evaluation.suite import load_policy
+
         if spec == "expert":
             from embodied.envs.experts import ScriptedExpert
 
             return ScriptedExpert(self.base)
+        if spec == "random":
+            raise UserError("the sim drives 'expert', a trained run or checkpoint, or an exported bundle")
         path = self._inside(spec) if not Path(spec).is_absolute() else Path(spec)
-        if (path / "policy_spec.json").is_file():
-            from embodied.runtime.bundle import OnnxPolicy
-
-            return OnnxPolicy(path)
-        from embodied.policies.policy import VLAPolicy
-        from embodied.training.finetune import base_checkpoint
-
-        return VLAPolicy.load(base_checkpoint(path))
+        return load_policy(str(path))[0]
 
 
 def handle(session: Session, line: str) -> str | None:

@@ -17,7 +17,7 @@ FILM_POOLS = ("mean", "state", "mean+state")
 
 @dataclass
 class PolicyConfig:
-    """VLA architecture. Unknown keys are rejected."""
+    """VLA architecture; the defaults are the trained model (the tiny preset). Unknown keys are rejected."""
 
     d_model: int = 128
     """Transformer width."""
@@ -27,25 +27,25 @@ class PolicyConfig:
     """Attention heads."""
     mlp_ratio: float = 4.0
     """Feed-forward width / d_model."""
-    vision_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    """Channels of the stride-2 conv stages per camera (4 stages: 96x96 -> 6x6 = 36 tokens)."""
+    vision_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
+    """Channels of the stride-2 conv stages per camera (5 stages: 96x96 -> 3x3 = 9 tokens; 4: 6x6 = 36)."""
     film: bool = True
     """Condition every vision stage on the instruction (FiLM)."""
-    film_pool: str = "mean"
+    film_pool: str = "mean+state"
     """How the instruction's tokens become the one vector FiLM reads: 'mean' (mean-pooled sentence),
     'state' (attention over the tokens with a query from each frame's robot state, so a holding gripper
     can attend to "the green plate" and an open one to "the red cube"; starts as the mean), or
     'mean+state' (the average of the two: the sentence's gist stays in, for phrasings not trained on)."""
-    keypoints: int = 0
+    keypoints: int = 16
     """Spatial-softmax keypoints per camera (0 = off): K instruction-conditioned feature maps at
     `keypoint_stage`, each reduced to its expected image position (x, y), fed as one extra token per
     camera and frame. Gives the policy precise positions that coarse patch tokens blur."""
-    focus_loss: float = 0.0
+    focus_loss: float = 0.5
     """Weight of an auxiliary loss (0 = off): an extra query token predicts where the thing the instruction
     names is, relative to the gripper (the store's privileged `focus`, from the simulator). It teaches
     the vision and language paths which object is meant with a dense signal on every frame; unused at
     inference."""
-    keypoint_loss: float = 0.0
+    keypoint_loss: float = 0.5
     """Weight of an auxiliary loss (0 = off; needs keypoints): each camera's first keypoint is pulled to
     where the named thing appears in that camera's image, for cameras whose store records a projection
     (static cameras of simulated stores). A pixel-level signal that the instruction-conditioned features
@@ -114,6 +114,15 @@ def load_preset(name: str, **overrides) -> PolicyConfig:
         raise UserError(f"unknown model preset {name!r}; available: {available_presets()}")
     values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}
     return config_from_dict(values, where=str(path))
+
+
+# What a spec written before these fields existed meant by leaving them out: the levers were off.
+LEGACY = {"film_pool": "mean", "keypoints": 0, "focus_loss": 0.0, "keypoint_loss": 0.0}
+
+
+def config_from_spec(values: dict) -> PolicyConfig:
+    """The model config a checkpoint's or bundle's spec describes."""
+    return config_from_dict(LEGACY | values, where="policy spec")
 
 
 def config_from_dict(values: dict, where: str = "config") -> PolicyConfig:

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from embodied.errors import UserError
-from embodied.policies.config import config_from_dict
+from embodied.policies.checkpoint import latest_checkpoint
+from embodied.policies.config import config_from_spec
 from embodied.policies.language import LanguageEncoder
 from embodied.policies.model import VLA
 
@@ -42,10 +43,16 @@ def build_spec(model: VLA, store_attrs: dict, stats: dict) -> dict:
     }
 
 
+def full_spec(spec: dict) -> dict:
+    """The spec with every model config field filled in (a spec written before a field existed has its
+    default), so two specs of one architecture compare equal."""
+    return {**spec, "config": vars(config_from_spec(spec["config"]))}
+
+
 def model_from_spec(spec: dict) -> VLA:
     if spec.get("format", 0) > SPEC_FORMAT:
         raise UserError(f"policy spec format {spec['format']} is newer than this embodied reads ({SPEC_FORMAT})")
-    model = VLA(config_from_dict(spec["config"]), spec["cameras"], tuple(spec["image_size"]), spec["state_dim"],
+    model = VLA(config_from_spec(spec["config"]), spec["cameras"], tuple(spec["image_size"]), spec["state_dim"],
                 spec["action_dim"])
     model.set_stats(spec["stats"])
     return model
@@ -68,7 +75,7 @@ class VLAPolicy:
         checkpoint = Path(checkpoint)
         if not (checkpoint / "policy.json").is_file():
             raise FileNotFoundError(f"{checkpoint} is not a checkpoint directory (no policy.json)")
-        spec = json.loads((checkpoint / "policy.json").read_text())
+        spec = full_spec(json.loads((checkpoint / "policy.json").read_text()))
         if spec.get("adapter"):  # a LoRA fine-tune: its base, with the adapter saved in this checkpoint
             base = spec["base"]["checkpoint"]
             if not (Path(base) / "policy.json").is_file():
@@ -93,8 +100,6 @@ class VLAPolicy:
 
         path = Path(path)
         if not (path / "adapter.json").is_file():
-            from embodied.training.checkpoint import latest_checkpoint
-
             ckpt = path if (path / "adapter").is_dir() else latest_checkpoint(path)
             if ckpt is None or not (ckpt / "adapter" / "adapter.json").is_file():
                 raise UserError(f"{path} holds no adapter (expected adapter.json, a checkpoint with adapter/, "

@@ -6,9 +6,7 @@ import numpy as np
 
 from embodied.errors import UserError
 
-# Actions used from each receding plan before re-planning: 4 over 8 on the main job (7 policies x 140
-# episodes, the same seeds: 77% -> 80%, 62 episodes gained and 34 lost; held-out 66-70% -> 74-77%; README).
-REPLAN_EVERY = 4
+REPLAN_EVERY = 4  # actions used from each receding plan before re-planning (experiments/main_job/README.md)
 
 
 class ChunkExecutor:
@@ -19,8 +17,7 @@ class ChunkExecutor:
 
     With `gripper` (the gripper's action column; > 0 closes), a receding plan that switches the gripper is
     executed through the switch before re-planning, even past `replan_every`: a policy unsure *when* to let
-    go otherwise plans the release a few steps ahead at every re-plan and never reaches it (with
-    keep_gripper training, place: 5% -> 55-60% over 20 seeds; README).
+    go otherwise plans the release a few steps ahead at every re-plan and never reaches it.
 
     Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
            action = ex.next()

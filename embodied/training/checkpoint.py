@@ -47,14 +47,6 @@ def save_checkpoint(folder: Path, *, model, optimizer, scheduler, step: int, con
     return folder
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    folder = pointer.parent / pointer.read_text().strip()
-    return folder if (folder / "trainer.json").is_file() else None
-
-
 def load_checkpoint(folder: Path, *, model, optimizer=None, scheduler=None, ema=None) -> dict:
     """Restore into existing objects; returns trainer.json (step, config)."""
     folder = Path(folder)

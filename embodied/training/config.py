@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from embodied.runtime.chunks import REPLAN_EVERY
+
+
+@dataclass
+class ModelOverrides:
+    """Fields of the model preset a run may override; None keeps the preset's. A fine-tune takes its
+    architecture from its base and refuses these."""
+
+    head: Literal["regression", "flow"] | None = None
+    """The action head: 'regression' (L1 on the chunk) or 'flow' (flow matching)."""
+    obs_horizon: int | None = None
+    """Observation history T_o."""
+    action_horizon: int | None = None
+    """Chunk size H."""
+    keypoints: int | None = None
+    """Spatial-softmax keypoints per camera (0 = off; then also --keypoint-loss 0)."""
+    keypoint_loss: float | None = None
+    """Keypoint loss weight (0 = off): pulls each camera's first keypoint to where the named thing appears,
+    for cameras whose store records a projection."""
+    film_pool: Literal["mean", "state", "mean+state"] | None = None
+    """How FiLM reads the instruction: 'mean' (the sentence), 'state' (token attention steered by the robot
+    state) or 'mean+state' (their average)."""
+    augment_shift: int | None = None
+    """Random-shift augmentation of training images (pixels, every camera; 0 = off)."""
+
+    def given(self) -> dict:
+        """The overrides that were set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -18,22 +47,8 @@ class TrainConfig:
     `--run`: torchrun would take that flag for its own --run-path."""
     preset: str = "tiny"
     """Model preset (policies/<preset>.yaml): tiny, small, base."""
-    head: str | None = None
-    """Override the preset's head: 'regression' or 'flow'."""
-    obs_horizon: int | None = None
-    """Override the preset's observation history T_o."""
-    action_horizon: int | None = None
-    """Override the preset's chunk size H."""
-    keypoints: int | None = None
-    """Override the preset's spatial-softmax keypoints per camera (0 = off; then also --keypoint-loss 0)."""
-    keypoint_loss: float | None = None
-    """Override the preset's keypoint loss weight (0 = off): pulls each camera's first keypoint to where the
-    named thing appears, for cameras whose store records a projection."""
-    film_pool: str | None = None
-    """Override how FiLM reads the instruction: 'mean' (the sentence), 'state' (token attention steered by
-    the robot state) or 'mean+state' (their average)."""
-    augment_shift: int | None = None
-    """Override the preset's random-shift augmentation of training images (pixels, every camera; 0 = off)."""
+    model: Annotated[ModelOverrides, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOverrides)
+    """Preset fields to override (flags without a prefix: --head flow)."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
     store: Path | None = None
@@ -46,40 +61,24 @@ class TrainConfig:
     video_weight: float = 0.5
     """Loss weight of the video samples (pseudo-labels and latent codes are noisier than demonstrations)."""
     steps: int = 3000
-    """Optimizer steps (the learning-rate schedule spans them). 3,500 was measured for the main job: 77% mean
-    over five runs against 76% over four at 3,000, within run-to-run spread, for ~2 more minutes (README, "Training
-    longer")."""
+    """Optimizer steps (the learning-rate schedule spans them)."""
     stop_at: int | None = None
     """Stop (with a checkpoint) at this step, e.g. to fit a job's time limit; rerun to continue."""
     batch_size: int = 64
     """Samples per optimizer step per process (before accumulation)."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
-    hold_after_end: bool = False
-    """Past the end of a successful demonstration, train the chunk to "stay" (no motion, gripper unchanged)
-    rather than masking it, so the policy stops where the task is done instead of overshooting. Measured on
-    the main job: reach 20% -> 60%, but pick 30% -> 0% and push 35% -> 10%, the same mean (README)."""
-    keep_gripper: bool = True
-    """Past the end of a successful demonstration, train the gripper to keep its last command (motions stay
-    masked). A place demonstration ends on the frame the gripper opens; without this, every chunk holds
-    the release in one position only and the policy never lets go (place 0%; with it and the executor's
-    gripper commit, 55-60%: README). --no-keep-gripper masks the gripper too, as before."""
     paraphrase: float = 0.5
     """Share of training samples whose instruction is swapped for one of its family's training paraphrases
     (envs/tasks.yaml; slots kept, held-out wordings never used), so the policy reads the command's gist
     rather than the three wordings the store was collected with. 0 = off."""
     start_boost: int = 3
-    """Draw each demonstration's first 3 frames this many times as often within their family. There the arm
-    is where it starts in every episode, so only vision and language tell which way to go; a few frames
-    later its own position gives the answer away (press_button's two buttons never move), and a policy that
-    learned from those frames planned halfway between the two buttons on the first frame (press_button 40%
-    in some runs). 1 = off (README, "The first frames")."""
+    """Draw each demonstration's first 3 frames this many times as often within their family: there the arm
+    is where it starts in every episode, so only vision and language tell which way to go. 1 = off."""
     release_boost: int = 3
-    """Draw frames whose next 8 actions open the gripper after holding (the release that ends a place)
-    this many times as often within their family: a decision made on a few frames per demonstration,
-    which a policy that copies its own gripper state never learns in some runs (place 0-5% in two of eight
-    main-job runs). 1 = off. Alone it cost press_button (40% in five runs); with start_boost 3 it does not
-    (three runs, 76-79% mean, place 45-65%, press_button 100%; README, "The first frames")."""
+    """Draw the frames whose next 8 actions open the gripper after holding (the release that ends a place)
+    this many times as often within their family: a decision made on a few frames per demonstration.
+    1 = off."""
     balance_families: bool = True
     """Draw every task family equally often (else every frame equally often)."""
     lr: float = 1e-3

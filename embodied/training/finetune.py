@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ from safetensors.torch import load_file
 
 from embodied.adapters import Adapters, widen_stats
 from embodied.errors import UserError
+from embodied.policies.checkpoint import resolve_checkpoint
 from embodied.policies.model import VLA
-from embodied.policies.policy import model_from_spec
-from embodied.training.checkpoint import latest_checkpoint
+from embodied.policies.policy import full_spec, model_from_spec
 from embodied.training.config import FinetuneConfig
 
 
@@ -22,8 +23,7 @@ def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
     """Check the flags that go together and fill the method's default learning rate."""
     if cfg.adapter in ("lora", "full") and cfg.base is None:
         raise UserError(f"--adapter {cfg.adapter} fine-tunes a pretrained run: pass --base policies/runs/<run>")
-    given = [k for k in ("head", "obs_horizon", "action_horizon", "keypoints", "keypoint_loss", "film_pool",
-                         "augment_shift") if getattr(cfg, k) is not None]
+    given = sorted(cfg.model.given())
     if cfg.base is not None and given:
         raise UserError(f"the architecture comes from --base; drop {given}")
     if cfg.adapter == "lora" and cfg.ema > 0:
@@ -37,27 +37,29 @@ def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
     return cfg
 
 
-def base_checkpoint(path: Path) -> Path:
-    """A run folder (its latest checkpoint) or a checkpoint folder -> the checkpoint folder."""
-    path = Path(path)
-    ckpt = path if (path / "policy.json").is_file() else latest_checkpoint(path)
-    if ckpt is None:
-        raise UserError(f"--base {path}: no checkpoint there (expected a run folder with checkpoints/, "
-                        "or a checkpoint folder with policy.json)")
-    return ckpt.resolve()
+@dataclass
+class Base:
+    """The pretrained run a fine-tune starts from."""
+
+    model: VLA
+    """Its weights (the EMA weights when it has them)."""
+    spec: dict
+    """Its policy spec, every config field filled in."""
+    checkpoint: Path
+    """Its checkpoint folder."""
 
 
-def load_base(path: Path) -> tuple[VLA, dict, Path]:
-    """The pretrained VLA (its EMA weights when it has them), its spec and checkpoint folder."""
-    ckpt = base_checkpoint(path)
-    spec = json.loads((ckpt / "policy.json").read_text())
+def load_base(path: Path) -> Base:
+    """The pretrained VLA from a run folder (its latest checkpoint) or a checkpoint folder."""
+    ckpt = resolve_checkpoint(path, "--base")
+    spec = full_spec(json.loads((ckpt / "policy.json").read_text()))
     if spec.get("adapter"):
         raise UserError(f"--base {path} is itself a LoRA fine-tune; use its base ({spec['base']['checkpoint']}) "
                         "or merge it first")
     model = model_from_spec(spec)
     weights = ckpt / "ema.safetensors" if (ckpt / "ema.safetensors").exists() else ckpt / "model.safetensors"
     model.load_state_dict(load_file(weights))
-    return model, spec, ckpt
+    return Base(model, spec, ckpt)
 
 
 def check_fits(spec: dict, store) -> None:
@@ -83,9 +85,9 @@ def few_episodes(store, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(sorted(train)), np.array(sorted(val))
 
 
-def from_base(cfg: FinetuneConfig, base: tuple, data_stats: dict) -> tuple[VLA, dict, Adapters | None]:
+def from_base(cfg: FinetuneConfig, base: Base, data_stats: dict) -> tuple[VLA, dict, Adapters | None]:
     """lora or full: the model to train, the statistics it trains with, and its adapters (lora only)."""
-    model, spec, ckpt = base
+    model, spec, ckpt = base.model, base.spec, base.checkpoint
     stats, widened = widen_stats(spec["stats"], data_stats)
     if widened:
         print(f"the new data's actions reach outside the base's range in dimensions {widened}: range widened")

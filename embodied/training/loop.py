@@ -1,4 +1,4 @@
-"""The training loop, top to bottom: build, resume, loop, and every periodic action called visibly."""
+"""The training loop, top to bottom: build (build.py), resume, loop, and every periodic action called visibly."""
 
 from __future__ import annotations
 
@@ -16,19 +16,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from embodied.adapters.lora import base_hash
-from embodied.data.store import EpisodeStore
-from embodied.data.windows import VideoMix, WindowDataset, split_episodes
+from embodied.data.windows import WindowDataset
 from embodied.errors import UserError
-from embodied.policies.config import config_from_dict, load_preset
+from embodied.media import plot_curves
+from embodied.policies.checkpoint import latest_checkpoint
 from embodied.policies.language import LanguageEncoder
 from embodied.policies.model import FOCUS_SCALE, VLA
-from embodied.policies.policy import VLAPolicy, build_spec
-from embodied.training import distributed, finetune
-from embodied.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from embodied.training.config import FinetuneConfig, TrainConfig
-
-RELEASE_WINDOW = 8  # --release-boost draws more often the frames whose next 8 actions open the gripper
-START_WINDOW = 3  # --start-boost draws more often each demonstration's first 3 frames
+from embodied.policies.policy import VLAPolicy
+from embodied.training import distributed
+from embodied.training.build import Run, build_run, check
+from embodied.training.checkpoint import load_checkpoint, save_checkpoint
+from embodied.training.config import TrainConfig
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -64,62 +62,14 @@ class StepBatches(torch.utils.data.Sampler):
 
 def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
-    if isinstance(cfg, FinetuneConfig):
-        cfg = finetune.resolve(cfg)
-    for flag in ("release_boost", "start_boost"):
-        if getattr(cfg, flag) < 1:
-            raise UserError(f"{flag} must be >= 1 (1 = off), got {getattr(cfg, flag)}")
-    if cfg.failure_videos < 0:
-        raise UserError(f"failure_videos must be >= 0 (0 = none), got {cfg.failure_videos}")
+    cfg = check(cfg)
     d = distributed.setup(cfg.device)
     torch.manual_seed(cfg.seed)
     run_dir = runs_dir / cfg.name
-    store = EpisodeStore.open(store_path)
+    run = build_run(cfg, store_path, d.device)
+    model, data, adapters = run.model, run.data, run.adapters
 
-    # ---- data (fine-tuning: the base's architecture, maybe only the first N demonstrations) ------
-    tune = cfg if isinstance(cfg, FinetuneConfig) else None
-    base = finetune.load_base(tune.base) if tune and tune.base else None
-    if base:
-        finetune.check_fits(base[1], store)
-        pcfg = config_from_dict(base[1]["config"])
-    else:
-        pcfg = load_preset(cfg.preset, head=cfg.head, obs_horizon=cfg.obs_horizon,
-                           action_horizon=cfg.action_horizon, keypoints=cfg.keypoints,
-                           keypoint_loss=cfg.keypoint_loss, film_pool=cfg.film_pool,
-                           augment_shift=cfg.augment_shift)
-    if tune and tune.episodes_per_family:
-        train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
-    else:
-        train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
-    ends = {"hold_after_end": cfg.hold_after_end, "keep_gripper": cfg.keep_gripper}
-    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps, **ends)
-    val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps,
-                        **ends) if len(val_eps) else None
-    language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model, device=d.device)
-    families = sorted(set(store.meta("family").tolist()))
-    if cfg.video_store:  # action-free video, pseudo-labelled or with latent-action codes, in every batch
-        if not (0 < cfg.video_fraction < 1 and cfg.video_weight >= 0):
-            raise UserError(f"video_fraction must be in (0, 1) and video_weight >= 0; got {cfg.video_fraction}, "
-                            f"{cfg.video_weight}")
-        data = VideoMix(data, video_windows(cfg.video_store, store, pcfg), cfg.video_weight, store.actions().shape[1])
-        if data.latent:
-            pcfg = latent_config(pcfg, data.video.store.attrs["action_spec"], from_base=base is not None)
-
-    # ---- model, optimizer, schedule ---------------------------------------------------------------
-    model = VLA(pcfg, store.cameras, tuple(store.attrs["image_size"]), store.states().shape[1],
-                store.actions().shape[1])
-    model.set_stats(data.stats)
-    stats, adapters = data.stats, None
-    if base and tune.adapter != "scratch":  # lora: the frozen base with adapters; full: every base weight
-        model, stats, adapters = finetune.from_base(tune, base, data.stats)
-    if pcfg.latent_codes > 0 and not (isinstance(data, VideoMix) and data.latent):
-        for name, p in model.named_parameters():  # no latent targets here: keep them out of training (and DDP)
-            if "latent_" in name:
-                p.requires_grad_(False)
-    spec = build_spec(model, store.attrs, stats)
-    if base and tune.adapter != "scratch":
-        spec["base"] = {"checkpoint": str(base[2]), **({"hash": adapters.base["hash"]} if adapters else {})}
-        spec["adapter"] = tune.name if adapters else None
+    # ---- optimizer, schedule, EMA ------------------------------------------------------------------
     model.to(d.device)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # adapters: theirs only
     decay = [p for n, p in params if p.ndim >= 2 and "emb" not in n and "pos" not in n]
@@ -135,8 +85,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     if last is not None:
         start = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, ema=ema)["step"]
         if adapters and base_hash(model) != adapters.base["hash"]:
-            raise UserError(f"{last} was fine-tuned on other base weights than {base[2]} holds now; resume with "
-                            "that base, or --fresh")
+            raise UserError(f"{last} was fine-tuned on other base weights than {run.base.checkpoint} holds now; "
+                            "resume with that base, or --fresh")
         if d.main:
             print(f"resuming {cfg.name} from {last.name} (step {start})")
     net = Objective(model)
@@ -146,16 +96,8 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
     amp = torch.autocast("cuda", torch.bfloat16, enabled=cfg.bf16 and d.device.type == "cuda")
 
     end = min(cfg.steps, cfg.stop_at or cfg.steps)
-    if isinstance(data, VideoMix):
-        groups, group_prob = data.sample_groups(cfg.video_fraction)
-    else:
-        groups, group_prob = data.sample_families if cfg.balance_families else None, None
-    repeats = None
-    if cfg.release_boost > 1 or cfg.start_boost > 1:
-        repeats = (np.where(data.release_ahead(RELEASE_WINDOW), cfg.release_boost, 1)
-                   * np.where(data.near_start(START_WINDOW), cfg.start_boost, 1))
-    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank, groups,
-                          group_prob, repeats)
+    batches = StepBatches(len(data), cfg.batch_size * cfg.grad_accum, cfg.seed, start, end, d.rank,
+                          run.sampling.groups, run.sampling.group_prob, run.sampling.repeats)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=cfg.workers,
                                          persistent_workers=cfg.workers > 0)
     log = MetricsLog(run_dir / "metrics.csv") if d.main else None
@@ -173,7 +115,7 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
         gen = torch.Generator().manual_seed(int(np.random.default_rng([cfg.seed, step, d.rank, 1]).integers(2**62)))
         loss_sum = 0.0
         for micro in _split(batch, cfg.grad_accum):
-            inputs = _to_device(micro, model, language, d.device)
+            inputs = _to_device(micro, model, run.language, d.device)
             with amp:
                 loss = net(inputs, gen)
             (loss / cfg.grad_accum).backward()
@@ -197,22 +139,23 @@ def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
                 log.write(step=done, loss=loss_all, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
                           samples_per_s=rate)
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps and d.main:
-            periodic_eval(cfg, model, ema, val, language, d, families, log, done, cfg.eval_episodes, store.attrs)
+            periodic_eval(run, ema, d, log, done, cfg.eval_episodes)
         if (done % cfg.ckpt_every == 0 or done == end) and d.main:
             # a fine-tune's deliverable, the adapter alone (a few hundred kB), goes in with the resumable state
-            extra = (lambda f, done=done: adapters.save(tune.name, f / "adapter", {"step": done, "dataset": str(
+            extra = (lambda f, done=done: adapters.save(cfg.name, f / "adapter", {"step": done, "dataset": str(
                 store_path)})) if adapters else None
             save_checkpoint(run_dir / "checkpoints" / f"step_{done:06d}", model=model, optimizer=optimizer,
-                            scheduler=scheduler, step=done, config=_jsonable(cfg), spec=spec, ema=ema, extra=extra)
+                            scheduler=scheduler, step=done, config=_jsonable(cfg), spec=run.spec, ema=ema,
+                            extra=extra)
     bar.close()
 
     # ---- the end -----------------------------------------------------------------------------------
     result = {}
     if d.main and end == cfg.steps:
-        result = periodic_eval(cfg, model, ema, val, language, d, families, log, cfg.steps, cfg.final_eval_episodes,
-                               store.attrs, video_dir=run_dir / "failures" if cfg.failure_videos else None)
+        result = periodic_eval(run, ema, d, log, cfg.steps, cfg.final_eval_episodes,
+                               video_dir=run_dir / "failures" if cfg.failure_videos else None)
         if log:
-            log.plot(run_dir / "curves.png")
+            plot_curves(log.path, log.path.parent / "evals.jsonl", run_dir / "curves.png")
     distributed.teardown()
     return result
 
@@ -258,35 +201,6 @@ def _to_device(batch: dict, model: VLA, language: LanguageEncoder, device: torch
     return inputs
 
 
-def video_windows(path: Path, demos: EpisodeStore, pcfg) -> WindowDataset:
-    """Windows of a labelled video store, checked to fit the demonstrations' cameras and image size."""
-    video = EpisodeStore.open(path)
-    if not set(demos.cameras) <= set(video.cameras) or video.attrs["image_size"] != demos.attrs["image_size"]:
-        raise UserError(f"--video-store {path} has cameras {video.cameras} at {video.attrs['image_size']}; the "
-                        f"demonstrations have {demos.cameras} at {demos.attrs['image_size']}")
-    kind = (video.attrs.get("action_spec") or {}).get("kind")
-    if not video.meta("has_actions").any() or not ("pseudo_labels" in video.attrs or kind == "latent"):
-        raise UserError(f"--video-store {path} carries neither inverse-dynamics labels nor latent actions; make "
-                        "one with scripts/label_video.py idm|latent")
-    have = (video.states().shape[1], video.actions().shape[1])
-    want = (demos.states().shape[1], demos.actions().shape[1])
-    if have[0] != want[0] or (kind != "latent" and have[1] != want[1]):
-        raise UserError(f"--video-store {path} has state/action sizes {have}; the demonstrations have {want}")
-    return WindowDataset(path, pcfg.obs_horizon, pcfg.action_horizon, cameras=demos.cameras)
-
-
-def latent_config(pcfg, spec: dict, from_base: bool):
-    """The model config with the video's latent-action codebook (a base must already have the same one)."""
-    want = {"latent_codes": int(spec["codes"]), "latent_groups": int(spec["groups"]),
-            "latent_stride": int(spec["stride"])}
-    if from_base:
-        have = {k: getattr(pcfg, k) for k in want}
-        if have != want:
-            raise UserError(f"the video's latent actions {want} do not match the base's {have}")
-        return pcfg
-    return dataclasses.replace(pcfg, **want)
-
-
 def _split(batch: dict, parts: int) -> list[dict]:
     if parts == 1:
         return [batch]
@@ -318,24 +232,24 @@ def validation_loss(model: VLA, val: WindowDataset, language: LanguageEncoder, d
     return float(np.mean(losses))
 
 
-def periodic_eval(cfg: TrainConfig, model: VLA, ema, val, language, d, families: list[str], log, step: int,
-                  episodes: int, store_attrs: dict, video_dir: Path | None = None) -> dict:
+def periodic_eval(run: Run, ema, d, log, step: int, episodes: int, video_dir: Path | None = None) -> dict:
     """Validation loss and sim rollouts (success per family) of the weights that would be exported;
     with video_dir, mp4s of the first failed episodes of each family."""
     from embodied.evaluation.rollouts import evaluate
 
-    weights = ema.module if ema is not None else model
+    cfg, store_attrs = run.cfg, run.store.attrs
+    weights = ema.module if ema is not None else run.model
     result = {"step": step, "split": env_config_split(store_attrs)}
-    if val is not None:
-        result["val_loss"] = validation_loss(weights, val, language, d.device)
+    if run.val is not None:
+        result["val_loss"] = validation_loss(weights, run.val, run.language, d.device)
     # the action names let the executor commit to gripper switches, as evaluate.py does with a checkpoint
     policy = VLAPolicy(weights, spec={"action_spec": store_attrs.get("action_spec", {})}, device=d.device,
-                       language=language)
+                       language=run.language)
     env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
     if result["split"] is not None:
         env_config["split"] = result["split"]
     if episodes > 0:
-        result["rollouts"] = evaluate(policy, families, episodes, replan_every=cfg.replan_every,
+        result["rollouts"] = evaluate(policy, run.families, episodes, replan_every=cfg.replan_every,
                                       env_config=env_config, video_dir=video_dir,
                                       videos_per_family=cfg.failure_videos)
         result["success"] = result["rollouts"]["mean"]["success"]
@@ -363,7 +277,7 @@ def env_config_split(store_attrs: dict) -> str | None:
 
 
 class MetricsLog:
-    """metrics.csv (one row per event; empty cells where a metric was not measured) and a PNG plot."""
+    """metrics.csv: one row per event; empty cells where a metric was not measured (media.plot_curves draws it)."""
 
     FIELDS = ["step", "time", "loss", "lr", "grad_norm", "samples_per_s", "val_loss", "success"]
 
@@ -378,43 +292,6 @@ class MetricsLog:
         row["time"] = round(time.time() - self.start, 1)
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.FIELDS).writerow({k: ("" if v is None else v) for k, v in row.items()})
-
-    def plot(self, out: Path) -> Path:
-        """Loss, validation loss, and success: the mean and each family (from evals.jsonl)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        rows = list(csv.DictReader(self.path.open()))
-        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-        titles = ("train loss", "validation loss", "rollout success")
-        for ax, key, title in zip(axes, ("loss", "val_loss", "success"), titles, strict=True):
-            pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None, color="black",
-                        label="mean" if key == "success" else None, linewidth=2 if key == "success" else 1)
-            ax.set_title(title)
-            ax.set_xlabel("step")
-            if key != "success":
-                ax.set_yscale("log")
-        evals = self.path.parent / "evals.jsonl"
-        if evals.exists():
-            per_family: dict[str, list] = {}
-            for line in evals.read_text().splitlines():
-                e = json.loads(line)
-                for f, v in e.get("rollouts", {}).items():
-                    if f != "mean":
-                        per_family.setdefault(f, []).append((e["step"], v["success"]))
-            for f, pts in sorted(per_family.items()):
-                axes[2].plot(*zip(*pts, strict=True), marker=".", linewidth=1, alpha=0.8, label=f)
-        if axes[2].get_legend_handles_labels()[0]:
-            axes[2].legend(fontsize=7, loc="upper left")
-        axes[2].set_ylim(-0.02, 1.02)
-        fig.tight_layout()
-        fig.savefig(out, dpi=90)
-        plt.close(fig)
-        return out
 
 
 def _jsonable(cfg: TrainConfig) -> dict:

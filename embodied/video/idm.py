@@ -2,25 +2,23 @@
 actions, then used to label action-free video so the VLA can pretrain on it.
 
     model, report = train_idm("datasets/vp_labelled.zarr")
-    save(model, "policies/runs/idm")                # model.safetensors + model.json
+    models.save(model, "policies/runs/idm")         # embodied.video.models: model.safetensors + model.json
     label_store(model, "datasets/vp_video.zarr", "datasets/vp_video_idm.zarr")
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
 from embodied.data.store import EpisodeStore
 from embodied.data.windows import split_episodes
 from embodied.errors import UserError
-from embodied.video.pairs import FramePairs, PairEncoder, TooShort, batches, pair_input, write_labelled
+from embodied.video.pairs import FramePairs, PairEncoder, TooShort, batches, check_fits, pair_input, write_labelled
 
 
 class InverseDynamics(nn.Module):
@@ -135,41 +133,8 @@ def label_store(model: InverseDynamics, video: str | Path, out: str | Path, sour
     """A copy of the video store with inverse-dynamics actions in every episode (pseudo-labels: the store's
     `pseudo_labels` attribute says so and where they came from)."""
     store = EpisodeStore.open(video)
-    _check_fits(model.meta, store, video)
+    check_fits(model.meta, store, video)
     return write_labelled(store, Path(out), lambda i, ep: label_episode(model, ep.images), model.action_dim,
                           model.meta["action_spec"],
                           {"pseudo_labels": {"model": source or "inverse dynamics", "stride": model.stride}},
                           desc="label video (inverse dynamics)")
-
-
-def _check_fits(meta: dict, store: EpisodeStore, path) -> None:
-    if not set(meta["cameras"]) <= set(store.cameras) or list(store.attrs["image_size"]) != meta["image_size"]:
-        raise UserError(f"{path} has cameras {store.cameras} at {store.attrs['image_size']}; the model was trained "
-                        f"on {meta['cameras']} at {meta['image_size']}")
-
-
-def save(model: nn.Module, folder: str | Path, report: dict | None = None) -> Path:
-    """model.safetensors + model.json (what builds it, and its training report)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    (folder / "model.json").write_text(json.dumps({**model.meta, "report": report or {}}, indent=2))
-    return folder
-
-
-def load(folder: str | Path) -> nn.Module:
-    """An inverse-dynamics or latent-action model saved by `save`."""
-    from embodied.video.latent import LatentActionModel
-
-    folder = Path(folder)
-    if not (folder / "model.json").is_file():
-        raise UserError(f"{folder}: no model.json; expected a folder written by scripts/label_video.py")
-    meta = json.loads((folder / "model.json").read_text())
-    meta.pop("report", None)
-    kind = meta.pop("kind", None)
-    builders = {"idm": InverseDynamics, "latent": LatentActionModel}
-    if kind not in builders:
-        raise UserError(f"{folder}: unknown model kind {kind!r}; expected one of {sorted(builders)}")
-    model = builders[kind](**meta)
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    return model.eval()

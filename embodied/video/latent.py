@@ -22,7 +22,7 @@ from tqdm import tqdm
 from embodied.data.store import EpisodeStore
 from embodied.data.windows import split_episodes
 from embodied.errors import UserError
-from embodied.video.pairs import FramePairs, PairEncoder, batches, pair_input, write_labelled
+from embodied.video.pairs import FramePairs, PairEncoder, batches, check_fits, pair_input, write_labelled
 
 DECODE = 48  # the decoder predicts frames at 48x48: enough to see the arm move, 4x cheaper than 96x96
 
@@ -226,10 +226,8 @@ def label_episode(model: LatentActionModel, images: dict[str, np.ndarray]) -> np
 def label_store(model: LatentActionModel, video: str | Path, out: str | Path, source: str = "") -> EpisodeStore:
     """A copy of the video store whose `action` column holds latent-action codes (G per frame, -1 unknown);
     its action spec (kind 'latent') says so, so nothing takes them for robot actions."""
-    from embodied.video.idm import _check_fits
-
     store = EpisodeStore.open(video)
-    _check_fits(model.meta, store, video)
+    check_fits(model.meta, store, video)
     spec = {"kind": "latent", "codes": model.codes, "groups": model.groups, "stride": model.stride,
             "names": [f"code{g}" for g in range(model.groups)], "model": source}
     return write_labelled(store, Path(out), lambda i, ep: label_episode(model, ep.images), model.groups, spec,

@@ -138,3 +138,10 @@ def write_labelled(video: EpisodeStore, out: Path, labels, action_dim: int, acti
     del store
     partial.rename(out)
     return EpisodeStore.open(out)
+
+
+def check_fits(meta: dict, store: EpisodeStore, path) -> None:
+    """A video store must have the cameras and image size the model was trained on."""
+    if not set(meta["cameras"]) <= set(store.cameras) or list(store.attrs["image_size"]) != meta["image_size"]:
+        raise UserError(f"{path} has cameras {store.cameras} at {store.attrs['image_size']}; the model was trained "
+                        f"on {meta['cameras']} at {meta['image_size']}")

@@ -2,8 +2,8 @@
 state it visits, the episodes join a copy of the run's demonstrations, and training continues through
 the one loop (every weight, from the run's weights), then the final table.
 
-    python scripts/dagger.py --base policies/runs/tiny_pretrain_small --name tiny_dagger
-    python scripts/dagger.py --base ... --rounds 2 --episodes-per-family 40 --steps 1000
+    python experiments/dagger/dagger.py --base policies/runs/tiny_pretrain_small --name tiny_dagger
+    python experiments/dagger/dagger.py --base ... --rounds 2 --episodes-per-family 40 --steps 1000
 
 Round r lands in policies/runs/<name>_r<r>/; the aggregated store is policies/runs/<name>_data.zarr.
 """
@@ -43,17 +43,18 @@ class Args:
 
 
 def main(args: Args) -> None:
+    from onpolicy import collect_on_policy, copy_store
+
     from embodied.data.recipes import load_recipe, recipes_dir
     from embodied.data.store import EpisodeStore
     from embodied.paths import repo_root
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
     from embodied.training.config import FinetuneConfig
-    from embodied.training.dagger import collect_on_policy, copy_store
-    from embodied.training.finetune import base_checkpoint
     from embodied.training.run import run
 
     runs = args.out or repo_root() / "policies" / "runs"
-    ckpt = base_checkpoint(args.base)
+    ckpt = resolve_checkpoint(args.base, "--base")
     config = json.loads((ckpt.parent.parent / "config.json").read_text())
     source = Path(config["store"]) if config.get("store") else recipes_dir() / f"{config['dataset']}.zarr"
     if not source.exists():
@@ -80,7 +81,7 @@ def main(args: Args) -> None:
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size, warmup=50,
                                final_eval_episodes=args.final_eval_episodes, ckpt_every=args.steps,
                                out=args.out))
-        current = base_checkpoint(runs / name)
+        current = resolve_checkpoint(runs / name)
 
 
 if __name__ == "__main__":

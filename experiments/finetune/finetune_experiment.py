@@ -55,13 +55,13 @@ class Args:
 def main(args: Args) -> None:
     from embodied.data.collect import collect
     from embodied.data.recipes import load_recipe, recipes_dir
-    from embodied.training.finetune import base_checkpoint
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.training.run import complete
 
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise UserError(f"unknown methods {unknown}; choose from {METHODS}")
-    base = base_checkpoint(args.base)  # fails early, with the fix, when the main job has not been run
+    base = resolve_checkpoint(args.base, "--base")  # fails early, with the fix, when the main job has not been run
     out = args.out if args.out.is_absolute() else repo_root() / args.out
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
@@ -157,7 +157,7 @@ def action_error(ckpt: Path, dataset: str, test: np.ndarray, batches: int = 16) 
     store_path = recipes_dir() / f"{dataset}.zarr"
     policy = VLAPolicy.load(ckpt)
     cfg = policy.model.cfg
-    data = WindowDataset(store_path, cfg.obs_horizon, cfg.action_horizon, episodes=test)
+    data = WindowDataset(store_path, cfg.obs_horizon, cfg.action_horizon, episodes=test, keep_gripper=False)
     loader = torch.utils.data.DataLoader(data, batch_size=64, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     errors, weights = [], []

@@ -46,14 +46,15 @@ def main(args: Args) -> None:
 
     from embodied.data.store import EpisodeStore
     from embodied.evaluation.rollouts import wilson
-    from embodied.evaluation.suite import load_policy, training_store
+    from embodied.data.recipes import training_store
+    from embodied.evaluation.suite import load_policy
 
     if args.episodes < 1 or min(args.before, default=0) < 0:
         raise UserError(f"--episodes must be >= 1 and --before >= 0, got {args.episodes} and {args.before}")
     policy, info = load_policy(args.policy)
     if info.get("kind") != "checkpoint":
         raise UserError(f"{args.policy!r} is not a trained run or checkpoint folder")
-    path = args.store or training_store(info)
+    path = args.store or training_store(info["checkpoint"])
     store = EpisodeStore.open(path)
     names = list(store.attrs.get("action_spec", {}).get("names", []))
     if "gripper" not in names:

@@ -41,11 +41,11 @@ class Args:
     """Demonstrations per held-out task."""
     methods: tuple[str, ...] = METHODS
     preset: str = "tiny"
-    labelled: str = "vp_labelled"
+    labelled: str = str(Path(__file__).resolve().parent / "vp_labelled.yaml")
     """Recipe (name or YAML path) of the labelled demonstrations (no held-out task)."""
-    video: str = "vp_video"
+    video: str = str(Path(__file__).resolve().parent / "vp_video.yaml")
     """Recipe of the action-free video."""
-    fewshot: str = "vp_fewshot"
+    fewshot: str = str(Path(__file__).resolve().parent / "vp_fewshot.yaml")
     """Recipe of the held-out tasks' demonstrations."""
     check_episodes: int = 10
     """Episodes per family of video like the recipe's but with actions, to measure the IDM's labels there."""
@@ -141,27 +141,27 @@ def ensure_store(name: str, folder: Path, check: int = 0) -> Path:
 
 def label_idm(args: Args, stores: dict, check: Path, dest: Path, out: Path) -> dict:
     from embodied.data.store import EpisodeStore
-    from embodied.video import idm
+    from embodied.video import idm, models
 
     start = time.perf_counter()
     model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size)
     report["video_domain"] = idm.label_error(model, check, range(EpisodeStore.open(check).num_episodes),
                                              report["mean_action"])
     report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}
-    folder = idm.save(model, out / "idm", report)
+    folder = models.save(model, out / "idm", report)
     idm.label_store(model, stores[args.video], dest, source=str(folder))
     print(f"inverse dynamics: {json.dumps({k: v for k, v in report.items() if k != 'mean_action'})}")
     return report
 
 
 def label_latent(args: Args, stores: dict, dest: Path, out: Path) -> dict:
-    from embodied.video import idm, latent
+    from embodied.video import latent, models
 
     start = time.perf_counter()
     model, report = latent.train_latent([stores[args.labelled], stores[args.video]], steps=args.model_steps,
                                         batch=args.batch_size)
     report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}
-    folder = idm.save(model, out / "latent", report)
+    folder = models.save(model, out / "latent", report)
     latent.label_store(model, stores[args.video], dest, source=str(folder))
     print(f"latent actions: {json.dumps(report)}")
     return report

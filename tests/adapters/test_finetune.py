@@ -16,7 +16,7 @@ from embodied.data.recipes import Recipe
 from embodied.data.store import EpisodeStore
 from embodied.errors import UserError
 from embodied.policies.policy import VLAPolicy
-from embodied.training.config import FinetuneConfig, TrainConfig
+from embodied.training.config import FinetuneConfig, ModelOverrides, TrainConfig
 from embodied.training.finetune import few_episodes, resolve
 from embodied.training.loop import train
 
@@ -101,9 +101,9 @@ def test_flags_that_do_not_go_together(base, tmp_path):
     with pytest.raises(UserError, match="pass --base"):
         resolve(FinetuneConfig(adapter="lora"))
     with pytest.raises(UserError, match="architecture comes from --base"):
-        resolve(FinetuneConfig(base=base_run, head="flow"))
+        resolve(FinetuneConfig(base=base_run, model=ModelOverrides(head="flow")))
     with pytest.raises(UserError, match=r"drop \['keypoint_loss'\]"):  # not silently ignored
-        resolve(FinetuneConfig(base=base_run, keypoint_loss=0.0))
+        resolve(FinetuneConfig(base=base_run, model=ModelOverrides(keypoint_loss=0.0)))
     assert resolve(FinetuneConfig(base=base_run, adapter="full")).lr == 1e-4
     with pytest.raises(UserError, match="only 3 of family"):
         few_episodes(EpisodeStore.open(store), 5)

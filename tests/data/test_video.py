@@ -6,7 +6,7 @@ import pytest
 
 from embodied.data import EpisodeStore, StoreError
 from embodied.data.video_io import export_episode, import_episode
-from embodied.evaluation.video import read_video, write_mp4
+from embodied.media import read_video, write_mp4
 from tests.data.conftest import SIZE, new_store
 
 

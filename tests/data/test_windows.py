@@ -82,28 +82,6 @@ def test_bad_arguments(counting_store):
         WindowDataset(counting_store.path, action_horizon=0)
 
 
-@pytest.mark.parametrize("kind", ["ee_delta", "joint_pos"])
-def test_hold_after_end_trains_stay_on_successful_episodes(counting_store, kind):
-    """Past the end of a successful episode the chunk is "stay": deltas zero and the gripper as it was
-    (absolute targets: the last one), unmasked; a failed episode keeps the masked repeat."""
-    code = np.full(3, 20, np.float32)
-    counting_store.append(Episode(images={c: np.zeros((3, *SIZE, 3), np.uint8) for c in CAMERAS},
-                                  state=np.zeros((3, 4), np.float32), action=np.repeat(code[:, None], 3, 1),
-                                  instruction="failed", family="pick", success=False))
-    counting_store.set_attrs(action_spec={"kind": kind, "names": ["dx", "dy", "gripper"]})
-    ds = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4, hold_after_end=True)
-    last = ds[5]  # episode 0 (successful), frame 5, its last
-    assert last["action_mask"].all()
-    want = [[5, 5, 5]] + ([[0, 0, 5]] * 3 if kind == "ee_delta" else [[5, 5, 5]] * 3)
-    np.testing.assert_array_equal(last["action"], want)
-    np.testing.assert_array_equal(ds[0]["action"][:, 0], [0, 1, 2, 3])  # inside the episode: unchanged
-    failed = ds[12]  # episode 2 (failed), its last frame: masked repeat as without hold_after_end
-    np.testing.assert_array_equal(failed["action_mask"].any(1), [True, False, False, False])
-    np.testing.assert_array_equal(failed["action"][:, 0], [20, 20, 20, 20])
-    plain = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4)
-    np.testing.assert_array_equal(plain[5]["action_mask"].any(1), [True, False, False, False])
-
-
 def test_keep_gripper_trains_the_last_gripper_command_past_a_successful_end(counting_store):
     """Only the gripper column is unmasked past the end, holding the last command; motions stay masked and
     a failed episode keeps everything masked."""
@@ -111,12 +89,14 @@ def test_keep_gripper_trains_the_last_gripper_command_past_a_successful_end(coun
                                   state=np.zeros((3, 4), np.float32), action=np.full((3, 3), 20, np.float32),
                                   instruction="failed", family="pick", success=False))
     counting_store.set_attrs(action_spec={"kind": "ee_delta", "names": ["dx", "gripper", "dy"]})
-    ds = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4, keep_gripper=True)
+    ds = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4)  # keep_gripper is the default
     last = ds[5]  # episode 0 (successful), frame 5, its last
     np.testing.assert_array_equal(last["action_mask"], [[True] * 3] + [[False, True, False]] * 3)
     np.testing.assert_array_equal(last["action"][:, 1], [5, 5, 5, 5])
     assert ds[0]["action_mask"].all()
     np.testing.assert_array_equal(ds[12]["action_mask"].any(1), [True, False, False, False])  # failed
+    off = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=4, keep_gripper=False)
+    np.testing.assert_array_equal(off[5]["action_mask"].any(1), [True, False, False, False])  # all masked
 
 
 def test_focus_pixels_project_the_named_thing_and_say_nan_when_unknown():

@@ -20,11 +20,11 @@ import pytest
 import embodied.envs as envs
 from embodied.data.collect import collect
 from embodied.data.recipes import Recipe
+from embodied.envs.simrobot import free_port
 from embodied.errors import UserError
 from embodied.export.bundle import export_bundle
 from embodied.policies.policy import VLAPolicy
 from embodied.runtime.bundle import BundleError, OnnxPolicy, file_sha256
-from embodied.runtime.loop import free_port
 from embodied.runtime.robot import MessageError, decode_chunk, encode_chunk, encode_observation
 from embodied.training.config import TrainConfig
 from embodied.training.loop import train
@@ -170,7 +170,7 @@ def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_pa
               "cameras": ["front", "wrist"], "image_size": list(SIZE), "timeout_ms": 1e3 * timeout,
               "max_ticks": int(15 * rate), "stop_on_success": False, "report": str(tmp_path / "report.json")}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    robot = subprocess.Popen([sys.executable, "-m", "embodied.runtime.simrobot", json.dumps(config)], cwd=ROOT,
+    robot = subprocess.Popen([sys.executable, "-m", "embodied.envs.simrobot", json.dumps(config)], cwd=ROOT,
                              env=env, stdout=subprocess.DEVNULL)
 
     def policy():
@@ -248,7 +248,7 @@ def test_runtime_installs_and_runs_in_a_venv_without_torch(exported, tmp_path):
 
 
 def test_camera_frames_come_out_as_the_policy_was_trained(tmp_path):
-    from embodied.evaluation.video import write_mp4
+    from embodied.media import write_mp4
     from embodied.runtime.camera import Camera, fit_frame
 
     # a 4:3 "camera" showing a 3:3 centre square of known colour: the crop keeps exactly that square

@@ -17,7 +17,7 @@ from embodied.data.collect import collect
 from embodied.data.recipes import Recipe
 from embodied.policies.policy import VLAPolicy
 from embodied.runtime import ChunkExecutor
-from embodied.training.config import TrainConfig
+from embodied.training.config import ModelOverrides, TrainConfig
 from embodied.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +41,10 @@ def weights(run_dir, step):
 
 @pytest.mark.parametrize("head", ["regression", "flow"])
 def test_two_steps_then_resume_two_equals_four_straight(store, tmp_path, head):
-    train(config(store, tmp_path / "a", head=head, stop_at=2), store, tmp_path / "a")
+    train(config(store, tmp_path / "a", model=ModelOverrides(head=head), stop_at=2), store, tmp_path / "a")
     assert (tmp_path / "a/r/checkpoints/latest").read_text() == "step_000002"
-    train(config(store, tmp_path / "a", head=head), store, tmp_path / "a")  # resumes at 2
-    train(config(store, tmp_path / "b", head=head), store, tmp_path / "b")
+    train(config(store, tmp_path / "a", model=ModelOverrides(head=head)), store, tmp_path / "a")  # resumes at 2
+    train(config(store, tmp_path / "b", model=ModelOverrides(head=head)), store, tmp_path / "b")
     resumed, straight = weights(tmp_path / "a/r", 4), weights(tmp_path / "b/r", 4)
     assert resumed.keys() == straight.keys()
     for k in straight:

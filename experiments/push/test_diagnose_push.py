@@ -1,20 +1,20 @@
-"""scripts/diagnose_push.py: the offset at contact of a push that goes straight, and bad input as one line."""
+"""experiments/.../diagnose_push.py: the offset at contact of a push that goes straight, and bad input as one line."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import diagnose_push  # noqa: E402  (the study's script, beside this test: pytest puts this folder on sys.path)
 import gymnasium as gym
 
 from embodied import envs
-from tests.scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose_push.py"
+SCRIPT = Path(__file__).resolve().parent / "diagnose_push.py"
 
 
 def test_the_expert_meets_the_object_on_its_centre_line_and_stays_behind_it():
     env = gym.make(envs.ENV_IDS["push"], cameras=())
-    run = load_script("diagnose_push").push_episode(env, envs.expert_for(env), seed=3)
+    run = diagnose_push.push_episode(env, envs.expert_for(env), seed=3)
     env.close()
     assert run["success"] and run["moved"] > 0.08
     assert abs(run["offset"]) < 0.01 and run["failure"] == ""  # a success: nothing went wrong, not past it

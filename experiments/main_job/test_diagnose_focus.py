@@ -1,10 +1,10 @@
-"""scripts/diagnose_focus.py: a family whose instruction names nothing is refused before any policy loads."""
+"""experiments/.../diagnose_focus.py: a family whose instruction names nothing is refused before any policy loads."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diagnose_focus.py"
+SCRIPT = Path(__file__).resolve().parent / "diagnose_focus.py"
 
 
 def test_a_family_that_names_no_object_is_refused(tmp_path):

@@ -1,19 +1,17 @@
-"""scripts/diagnose_release.py: where a demonstration lets go, and bad input as one clear line."""
+"""experiments/.../diagnose_release.py: where a demonstration lets go, and bad input as one clear line."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import diagnose_release  # noqa: E402  (the study's script, beside this test: pytest puts this folder on sys.path)
 import numpy as np
 
-from tests.scripts import load_script
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "diagnose_release.py"
+SCRIPT = Path(__file__).resolve().parent / "diagnose_release.py"
 
 
 def test_release_is_the_first_open_after_the_grasp():
-    release = load_script("diagnose_release").release_frames
+    release = diagnose_release.release_frames
     actions = np.zeros((9, 2), np.float32)
     actions[:, 1] = [-1, -1, 1, 1, 1, 1, -1, -1, -1]  # opens at the start (approach), closes, lets go at 6
     assert release(actions, 1) == 6

@@ -3,11 +3,13 @@ MuJoCo in real time, observations published late (latency) and noisy, action chu
 and aligned to the tick they were computed for, the safety layer on every action, and a watchdog that
 holds position when no fresh plan arrived within the timeout (never replaying a stale one).
 
-    python -m embodied.runtime.simrobot '{"rate": 20, "family": "press_button", "seeds": [1000000]}'
+    python -m embodied.envs.simrobot '{"rate": 20, "family": "press_button", "seeds": [1000000]}'
 
-It serves the wire format of embodied.runtime.robot; scripts/run_robot_loop.py starts it. At the end it
+It serves the wire format of embodied.runtime.robot; `rehearse` (below; scripts/run_robot_loop.py) starts it
+and drives it from the calling process. At the end it
 writes a JSON report (per episode: success, ticks, holds, watchdog trips, deadline misses, jitter) and,
-when asked, an mp4 and a store of the episodes.
+when asked, an mp4 and the episodes as an .npz (`record`; the caller turns it into a store with
+embodied.data.collect.store_recorded: the simulator does not write stores).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ class SimRobotConfig:
     (ChunkExecutor.committed). False: the newest plan always wins."""
     report: str | None = None
     video: str | None = None
-    store: str | None = None
+    record: str | None = None
+    """Write the episodes (frames, states, the actions sent) to this .npz."""
 
 
 def serve(cfg: SimRobotConfig) -> dict:
@@ -95,7 +98,7 @@ def serve(cfg: SimRobotConfig) -> dict:
             obs, info = env.reset(seed=seed, options=options)
             limit = cfg.max_ticks or env.spec.max_episode_steps
             result = run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, episode, rng,
-                                 frames if cfg.video else None, recorded if cfg.store else None)
+                                 frames if cfg.video else None, recorded if cfg.record else None)
             episodes.append({"seed": seed, **result})
             summary = {k: v for k, v in episodes[-1].items() if k != "log"}
             print(json.dumps({"episode": episode, **summary}), flush=True)
@@ -107,11 +110,11 @@ def serve(cfg: SimRobotConfig) -> dict:
         env.close()
     report = {"config": asdict(cfg), "episodes": episodes, "bad_messages": sum(e["bad_messages"] for e in episodes)}
     if cfg.video and frames:
-        from embodied.evaluation.video import write_mp4
+        from embodied.media import write_mp4
 
         write_mp4(cfg.video, frames, fps=int(round(cfg.rate)))
-    if cfg.store and recorded:
-        _record(cfg.store, env, recorded)
+    if cfg.record and recorded:
+        _record(cfg.record, recorded)
     if cfg.report:
         Path(cfg.report).write_text(json.dumps(report, indent=2))
     return report
@@ -176,7 +179,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
                 steps[k].append(v)
         obs, _, terminated, truncated, info = env.step(sent)
         if frames is not None:
-            from embodied.evaluation.video import side_by_side
+            from embodied.media import side_by_side
 
             frames.append(side_by_side(obs["images"], scale=2))
         done_at = time.perf_counter()
@@ -252,16 +255,60 @@ class DelayedPublisher:
             self.socket.send(raw)
 
 
-def _record(path: str, env, recorded: list) -> None:
-    from embodied.data.collect import create_store_for
-    from embodied.data.store import Episode, EpisodeStore
+def _record(path: str, recorded: list) -> None:
+    """Episodes as arrays: ep<i>_images_<camera> (T, H, W, 3), ep<i>_state, ep<i>_action, and `meta` (JSON)."""
+    arrays, meta = {}, []
+    for i, (steps, info) in enumerate(recorded):
+        for camera in steps["images"][0]:
+            arrays[f"ep{i}_images_{camera}"] = np.stack([s[camera] for s in steps["images"]])
+        arrays[f"ep{i}_state"] = np.stack(steps["state"]).astype(np.float32)
+        arrays[f"ep{i}_action"] = np.stack(steps["action"]).astype(np.float32)
+        meta.append({"instruction": info["instruction"], "family": info["task"], "success": bool(info["success"])})
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
-    store = EpisodeStore.open(path, mode="a") if Path(path).exists() else create_store_for(path, env)
-    for steps, info in recorded:
-        store.append(Episode(images={c: np.stack([s[c] for s in steps["images"]]) for c in steps["images"][0]},
-                             state=np.stack(steps["state"]).astype(np.float32),
-                             action=np.stack(steps["action"]).astype(np.float32), instruction=info["instruction"],
-                             family=info["task"], success=bool(info["success"]), seed=0))
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 1) -> tuple[dict, dict]:
+    """Start the simulated robot in its own process (this module, `robot_config` are its
+    SimRobotConfig fields), drive it from this process with `policy` over local sockets, and return
+    (the robot's report, the policy side's latency figures)."""
+    import os
+    import subprocess
+    import tempfile
+
+    from embodied.runtime.loop import drive
+    from embodied.runtime.robot import ZmqRobot
+
+    addresses = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    handle, name = tempfile.mkstemp(suffix=".json")
+    os.close(handle)
+    report = Path(name)
+    config = {**robot_config, "observations": addresses[0], "actions": addresses[1], "report": str(report)}
+    process = subprocess.Popen([sys.executable, "-m", "embodied.envs.simrobot", json.dumps(config)],
+                               stdout=subprocess.DEVNULL)
+    robot = ZmqRobot(*addresses)
+    robot.connect()
+    try:
+        stats = drive(robot, policy, replan_every, idle_timeout=60.0, episodes=episodes,
+                      alive=lambda: process.poll() is None)
+        process.wait(timeout=120)
+    finally:
+        robot.disconnect()
+        if process.poll() is None:  # the policy side failed, or the robot hangs: do not leave it running
+            process.terminate()
+            process.wait(timeout=10)
+        result = json.loads(report.read_text()) if report.stat().st_size else None
+        report.unlink(missing_ok=True)
+    if process.returncode != 0 or result is None:
+        raise UserError(f"the simulated robot exited with code {process.returncode}")
+    return result, stats
 
 
 if __name__ == "__main__":

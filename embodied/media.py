@@ -1,4 +1,5 @@
-"""Pictures of episodes: captioned frames, contact sheets and mp4 files."""
+"""Pictures of episodes: captioned frames, contact sheets, PNGs and mp4 files (PyAV). The one media module:
+evaluation, data import/export, the hardware loop and the scripts all draw through it."""
 
 from __future__ import annotations
 
@@ -119,3 +120,44 @@ def read_video(path: str | Path) -> np.ndarray:
     if not frames:
         raise UserError(f"video {path} has no frames")
     return np.stack(frames)
+
+
+def plot_curves(metrics: Path, evals: Path, out: Path) -> Path:
+    """A training run's curves as a PNG: loss, validation loss (metrics.csv), and success, the mean and each
+    family (evals.jsonl, when there is one)."""
+    import csv
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(Path(metrics).open()))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    titles = ("train loss", "validation loss", "rollout success")
+    for ax, key, title in zip(axes, ("loss", "val_loss", "success"), titles, strict=True):
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o" if key != "loss" else None, color="black",
+                    label="mean" if key == "success" else None, linewidth=2 if key == "success" else 1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if key != "success":
+            ax.set_yscale("log")
+    if Path(evals).exists():
+        per_family: dict[str, list] = {}
+        for line in Path(evals).read_text().splitlines():
+            e = json.loads(line)
+            for f, v in e.get("rollouts", {}).items():
+                if f != "mean":
+                    per_family.setdefault(f, []).append((e["step"], v["success"]))
+        for f, pts in sorted(per_family.items()):
+            axes[2].plot(*zip(*pts, strict=True), marker=".", linewidth=1, alpha=0.8, label=f)
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=7, loc="upper left")
+    axes[2].set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

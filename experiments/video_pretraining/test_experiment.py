@@ -1,0 +1,36 @@
+"""The video-pretraining experiment runs every path (none, labelled, idm, latent) at a tiny size:
+`pytest experiments/video_pretraining` (not part of the framework's suite)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+STYLE = {"front_offset": [0.0, 0.2, -0.1], "light_tint": [1.0, 0.8, 0.6]}
+
+
+def test_experiment_script_runs_every_path(tmp_path):
+    recipes = {
+        "l": {"families": ["reach", "push"], "episodes_per_family": 4},
+        "v": {"families": ["reach", "press_button"], "episodes_per_family": 2, "seed_start": 5000,
+              "drop_actions": True, "env": STYLE},
+        "f": {"families": ["press_button"], "episodes_per_family": 3, "seed_start": 9000},
+    }
+    for name, r in recipes.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**r, "image_size": [32, 32]}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "video_pretraining_experiment.py"),
+           "--labelled", str(tmp_path / "l.yaml"), "--video", str(tmp_path / "v.yaml"),
+           "--fewshot", str(tmp_path / "f.yaml"), "--stores", str(tmp_path),
+           "--ns", "2", "--model-steps", "3", "--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "8",
+           "--episodes", "1", "--check-episodes", "1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["cells"]) == {"none/2", "labelled/2", "idm/2", "latent/2"}
+    assert results["cells"]["idm/2"]["rollouts"]["press_button"]["episodes"] == 1
+    assert {"heldout", "video_domain"} <= set(results["video_models"]["idm"])
+    assert (out / "results.png").stat().st_size > 0 and "| 2 | latent |" in (out / "results.md").read_text()
