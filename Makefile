@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make train  set up, then run the main job (pretrain the tiny VLA, 20-40 min on 2 CPU cores)
-#   make test   set up, then run the tests
+#   make test   set up, then run the tests (make test-fast: all but the slow ones, for day-to-day work)
 # Setup installs into a project virtual environment, .venv, from the lock (requirements.lock).
 PYTHON ?= python3
 TORCH := 2.13.0
@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup train test demo bench lint lock metaworld test-metaworld lock-metaworld
+.PHONY: setup train test test-fast demo bench lint lock metaworld test-metaworld lock-metaworld
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ test: setup
 	  || echo "WARNING: could not install chromium; the sim page's browser test will be skipped"; }
 	$(PY) -m pytest -q -n 2
 
+# Day-to-day: everything but the tests marked slow (fresh-venv install, DDP, browser, REPL, whole scripts).
+test-fast: setup
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
 train: setup
 	$(PY) scripts/train_vla.py
 
@@ -57,7 +61,8 @@ bench: setup
 	$(PY) scripts/bench_train.py
 
 lint: setup
-	$(PY) -m ruff check embodied scripts tests
+	$(PY) -m ruff check embodied scripts tests experiments
+	$(VENV)/bin/lint-imports
 
 # Refresh the lock from pyproject.toml's ranges (newest versions that satisfy them), then run `make test`.
 # torch is resolved as this machine's CPU build so that its CUDA-only dependencies stay out of the lock.

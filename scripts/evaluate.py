@@ -67,7 +67,7 @@ def main(args: Args) -> None:
     from embodied.envs import FAMILIES, METAWORLD_IDS, available
     from embodied.evaluation.probe import PROBES, language_probe
     from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
-    from embodied.evaluation.suite import evaluate_expert, load_policy, results_table, versions
+    from embodied.evaluation.suite import load_policy, results_table, versions
 
     if args.split not in ("train", "heldout", "all"):
         raise UserError(f"--split must be train, heldout or all, got {args.split!r}")
@@ -87,13 +87,10 @@ def main(args: Args) -> None:
     if not isinstance(policy, str):
         env_config |= {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
     start = time.perf_counter()
-    if policy == "expert":
-        main_result = evaluate_expert(families, args.episodes, args.seed_start, env_config)
-    else:
-        runner = RandomPolicy() if policy == "random" else policy
-        main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
-                               env_config if policy != "random" else env_config | {"cameras": ()},
-                               video_dir=args.videos, commit_gripper=args.commit_gripper)
+    runner = RandomPolicy() if policy == "random" else policy
+    main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
+                           env_config if policy != "random" else env_config | {"cameras": ()},
+                           video_dir=args.videos, commit_gripper=args.commit_gripper)
     seconds = time.perf_counter() - start
     per_minute = args.episodes * len(families) / seconds * 60
     columns = {args.policy if policy in ("expert", "random") else "policy": main_result}
@@ -180,9 +177,9 @@ def probe_table(probe: dict, scenes: int):
 
 def trained_families(info: dict) -> list[str]:
     """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
+    from embodied.data.recipes import training_store
     from embodied.data.store import EpisodeStore
     from embodied.envs import FAMILIES
-    from embodied.data.recipes import training_store
 
     if info["kind"] == "bundle":
         return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining

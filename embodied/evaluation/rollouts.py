@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,50 +36,81 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
              replan_every: int = REPLAN_EVERY, env_config: dict | None = None, progress: bool = True,
              video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
-    (`act_batch`) and a ChunkExecutor per env turns chunks into actions. Returns
-    {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count},
+    (`act_batch`) and a ChunkExecutor per env turns chunks into actions. policy="expert" runs each family's
+    scripted expert instead: it plans from the simulator's state, so in this process, one env, cameras off.
+    Returns {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count},
               "runs": [{"seed", "instruction", "success", "failure"} per episode]},
      "mean": {the same over families, without runs}}. With `video_dir`, the first failed episodes of each family are
     written there as mp4 (cameras side by side, the instruction and why it failed as caption).
     commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor)."""
     import gymnasium as gym
 
-    from embodied.envs import make_vector_env
+    from embodied.envs import expert_for, gym_id, make_vector_env
 
     results = {}
-    bar = tqdm(total=episodes * len(families), desc="eval", unit="ep", disable=not progress, leave=False)
+    expert = isinstance(policy, str) and policy == "expert"
+    bar = tqdm(total=episodes * len(families), desc=f"eval{' expert' if expert else ''}", unit="ep",
+               disable=not progress, leave=False)
     for family in families:
-        n_envs = min(num_envs, episodes)
-        venv = make_vector_env(family, n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-                               **(env_config or {}))
-        if isinstance(policy, RandomPolicy):
-            policy.action_dim = venv.single_action_space.shape[0]
-        successes, failures, filmed, runs = [], Counter(), 0, []
+        n_envs = 1 if expert else min(num_envs, episodes)
+        if expert:
+            config = {**(env_config or {}), "cameras": ()}
+            venv = gym.vector.SyncVectorEnv([partial(gym.make, gym_id(family), **config)],
+                                            autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+            actor = _Expert(expert_for(venv.envs[0]))
+        else:
+            venv = make_vector_env(family, n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+                                   **(env_config or {}))
+            actor = policy
+        if isinstance(actor, RandomPolicy):
+            actor.action_dim = venv.single_action_space.shape[0]
+        runs, filmed = [], 0
         for wave in range(0, episodes, n_envs):
             seeds = [seed_start + wave + i for i in range(n_envs)]
             keep = min(n_envs, episodes - wave)
-            film = video_dir is not None and filmed < videos_per_family
-            for ep in _run_wave(venv, policy, seeds, replan_every, film, commit_gripper)[:keep]:
-                successes.append(ep["success"])
+            film = video_dir is not None and filmed < videos_per_family and not expert  # its cameras are off
+            for ep in _run_wave(venv, actor, seeds, replan_every, film, commit_gripper)[:keep]:
                 runs.append({"seed": int(ep["seed"]), "instruction": ep["instruction"], "success": bool(ep["success"]),
                              "failure": ep["failure"]})
-                if not ep["success"]:
-                    failures[ep["failure"]] += 1
-                    if film and filmed < videos_per_family:
-                        _write_failure(Path(video_dir), family, ep)
-                        filmed += 1
+                if film and not ep["success"] and filmed < videos_per_family:
+                    _write_failure(Path(video_dir), family, ep)
+                    filmed += 1
             bar.update(keep)
         venv.close()
-        results[family] = {"success": float(np.mean(successes)), "episodes": len(successes),
-                           "ci95": wilson(sum(successes), len(successes)), "failures": dict(failures), "runs": runs}
+        results[family] = summary(runs)
     bar.close()
+    results["mean"] = mean_over(results, families)
+    return results
+
+
+def summary(runs: list[dict]) -> dict:
+    """One family's result from its episodes: success rate, interval, failures by reason, the runs."""
+    wins = sum(r["success"] for r in runs)
+    failures = Counter(r["failure"] for r in runs if not r["success"])
+    return {"success": wins / len(runs), "episodes": len(runs), "ci95": wilson(wins, len(runs)),
+            "failures": dict(failures), "runs": runs}
+
+
+def mean_over(results: dict, families: list[str]) -> dict:
+    """The mean over families; with equal episodes per family it is the pooled rate, whose interval this is."""
     wins = sum(round(results[f]["success"] * results[f]["episodes"]) for f in families)
     total = sum(results[f]["episodes"] for f in families)
-    # the mean over families; with equal episodes per family it is the pooled rate, whose interval this is
-    results["mean"] = {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
-                       "ci95": wilson(wins, total),
-                       "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
-    return results
+    return {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
+            "ci95": wilson(wins, total),
+            "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
+
+
+class _Expert:
+    """A scripted expert as a one-env batch policy: `act_batch` of one observation."""
+
+    def __init__(self, expert):
+        self.expert = expert
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def act_batch(self, observations: list[dict]) -> np.ndarray:
+        return self.expert.act(observations[0])[None]
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:

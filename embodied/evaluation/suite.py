@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
 from embodied.errors import UserError
-from embodied.evaluation.rollouts import EVAL_SEED_START, wilson
 
 
 def load_policy(name: str, adapter: Path | None = None, precision: str = "fp32") -> tuple[object, dict]:
@@ -49,44 +44,6 @@ def load_policy(name: str, adapter: Path | None = None, precision: str = "fp32")
         policy.set_adapter(loaded := policy.load_adapter(adapter))
         info["adapter"] = {"name": loaded, "path": str(adapter)}
     return policy, info
-
-
-def evaluate_expert(families: list[str], episodes: int, seed_start: int = EVAL_SEED_START,
-                    env_config: dict | None = None, progress: bool = True) -> dict:
-    """The scripted expert on the evaluation seeds, in `rollouts.evaluate`'s result format (it plans from
-    the simulator's state, so it runs in this process, one env per family, cameras off)."""
-    import gymnasium as gym
-
-    from embodied.envs import expert_for, gym_id
-
-    results = {}
-    bar = tqdm(total=episodes * len(families), desc="eval expert", unit="ep", disable=not progress, leave=False)
-    for family in families:
-        env = gym.make(gym_id(family), **{**(env_config or {}), "cameras": ()})
-        expert, successes, failures, runs = expert_for(env), [], Counter(), []
-        for seed in range(seed_start, seed_start + episodes):
-            obs, info = env.reset(seed=seed)
-            instruction = str(obs["instruction"])
-            expert.reset()
-            done = False
-            while not done:
-                obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
-                done = terminated or truncated
-            successes.append(bool(info["success"]))
-            if not info["success"]:
-                failures[str(info["failure"])] += 1
-            runs.append({"seed": seed, "instruction": instruction, "success": bool(info["success"]),
-                         "failure": str(info.get("failure", ""))})
-            bar.update(1)
-        env.close()
-        results[family] = {"success": float(np.mean(successes)), "episodes": episodes,
-                           "ci95": wilson(sum(successes), episodes), "failures": dict(failures), "runs": runs}
-    bar.close()
-    wins = sum(round(results[f]["success"] * episodes) for f in families)
-    results["mean"] = {"success": float(np.mean([results[f]["success"] for f in families])),
-                       "episodes": episodes * len(families), "ci95": wilson(wins, episodes * len(families)),
-                       "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
-    return results
 
 
 def versions() -> dict:

@@ -44,9 +44,9 @@ def main(args: Args) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from embodied.data.recipes import training_store
     from embodied.data.store import EpisodeStore
     from embodied.evaluation.rollouts import wilson
-    from embodied.data.recipes import training_store
     from embodied.evaluation.suite import load_policy
 
     if args.episodes < 1 or min(args.before, default=0) < 0:

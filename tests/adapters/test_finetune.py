@@ -45,6 +45,7 @@ def finetune(store, base_run, out, *extra):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_lora_two_steps_through_the_script_then_resume(base, tmp_path):
     store, base_run = base
     before = digest(base_run)

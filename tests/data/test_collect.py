@@ -59,6 +59,7 @@ def test_metaworld_recipe_without_metaworld_says_how(tmp_path):
         load_recipe(write_recipe(tmp_path / "r.yaml", families=["reach-v3"]))
 
 
+@pytest.mark.slow
 def test_collect_script_is_parallel_and_resumable(tmp_path):
     recipe, out = write_recipe(tmp_path / "tiny.yaml"), tmp_path / "tiny.zarr"
     run("scripts/collect_demos.py", str(recipe), "--out", str(out), "--workers", "2")
@@ -86,6 +87,7 @@ def test_collect_script_is_parallel_and_resumable(tmp_path):
         assert np.isfinite(seen).mean() > 0.5 and (np.abs(seen[np.isfinite(seen)]) <= 1).all()
 
 
+@pytest.mark.slow
 def test_data_cli_info_show_export(tmp_path):
     recipe, out = write_recipe(tmp_path / "tiny.yaml", episodes_per_family=1), tmp_path / "tiny.zarr"
     run("scripts/collect_demos.py", str(recipe), "--out", str(out))

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -14,6 +16,7 @@ def evaluate(*args, tmp_path, script="evaluate.py"):
                           timeout=600, cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
     out = evaluate("expert", "--families", "reach", "press_button", "--episodes", "4", "--seed-start", "500",
                    "--json", "e.json", tmp_path=tmp_path)
@@ -38,6 +41,7 @@ def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
     assert out.returncode != 0 and "2 labels for 1 results files" in out.stderr
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path):
     out = evaluate("policies/runs/nothing_here", tmp_path=tmp_path)
     assert out.returncode != 0 and "error: no policy" in out.stderr and "Traceback" not in out.stderr

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import gymnasium as gym
 import pexpect
+import pytest
 
 import embodied.envs as envs
 from embodied.envs.tasks import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 3
+pytestmark = pytest.mark.slow  # a real terminal (the REPL) over pexpect
 
 
 def scene_names():

@@ -13,8 +13,9 @@ import pytest
 from tests.interactive.test_sim import scene_names, spawn
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                "(make test installs them)")
+pytestmark = [pytest.mark.slow,  # a real browser
+              pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
+                                 "(make test installs them)")]
 
 
 @pytest.fixture

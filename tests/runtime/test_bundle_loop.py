@@ -162,6 +162,7 @@ drive(robot, OnnxPolicy(sys.argv[1], threads=1), idle_timeout=30)
 """
 
 
+@pytest.mark.slow
 def test_watchdog_holds_when_the_policy_stops_and_resumes_after(exported, tmp_path):
     rate, timeout = 20.0, 0.2
     period = 1 / rate
@@ -224,6 +225,7 @@ assert "torch" not in sys.modules and importlib.util.find_spec("torch") is None,
 """
 
 
+@pytest.mark.slow
 def test_runtime_installs_and_runs_in_a_venv_without_torch(exported, tmp_path):
     """`pip install 'embodied[runtime]'` into a fresh venv (versions from the lock) pulls no torch, and
     the bundle runs there with the same chunk as here."""
@@ -272,6 +274,7 @@ def test_camera_frames_come_out_as_the_policy_was_trained(tmp_path):
         fit_frame(np.zeros((10, 10), np.uint8), SIZE)
 
 
+@pytest.mark.slow
 def test_run_robot_loop_script_records_an_episode(exported, tmp_path):
     cmd = [sys.executable, "scripts/run_robot_loop.py", "--bundle", str(exported[1]), "--family", "reach",
            "--rate", "20", "--latency-ms", "20", "--action-delay-ms", "10", "--state-noise", "0.001",

@@ -42,6 +42,7 @@ def test_video_recipe_records_no_actions_or_states(stores):
     assert video.attrs["recipe"]["env"] == STYLE
 
 
+@pytest.mark.slow
 def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores):
     model, report = idm.train_idm(stores["labelled"], steps=300, batch=32, val_fraction=0.25, progress=False)
     held = report["heldout"]
@@ -49,6 +50,7 @@ def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores):
     assert held["idm_error"] < 0.85 * held["mean_error"], held  # lands near 0.5-0.6 of it
 
 
+@pytest.mark.slow
 def test_latent_codes_are_used_not_collapsed(stores):
     model, report = latent.train_latent([stores["labelled"], stores["video"]], codes=8, groups=1, steps=150,
                                         batch=32, progress=False)
