@@ -42,11 +42,13 @@ test: setup
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver \
 	  || echo "WARNING: could not install chromium; the sim page's browser test will be skipped"; }
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # Day-to-day: everything but the tests marked slow (fresh-venv install, DDP, browser, REPL, whole scripts).
+# --dist loadfile: a test file's module fixtures (a collected store, a trained and exported run) are built
+# once, on one worker, instead of once per worker.
 test-fast: setup
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 train: setup
 	$(PY) scripts/train_vla.py

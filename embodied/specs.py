@@ -18,10 +18,6 @@ class ActionSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ActionSpec:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
 
 @dataclass(frozen=True)
 class StateSpec:

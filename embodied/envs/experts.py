@@ -119,7 +119,7 @@ class ScriptedExpert:
     def _reach(self, task: Task, world: World):
         """Line up above the object at travel height, then descend onto it: the same approach as a grasp,
         so reach and pick teach one way of finding the named object. Reach succeeds (and ends) on the
-        way down; a diagonal dive that ends mid-flight teaches a policy to overshoot (README)."""
+        way down; a diagonal dive that ends mid-flight teaches a policy to overshoot."""
         o = task.obj
         yield from self._move(lambda: world.pos(o) + [0, 0, CLEAR - o.half], OPEN, tol=0.01)
         yield from self._move(lambda: world.pos(o) + [0, 0, o.half + 0.025], OPEN, tol=0.004)

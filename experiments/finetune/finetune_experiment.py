@@ -6,8 +6,8 @@ on held-out demonstrations of the same families (in env units: a continuous meas
 near 0), trainable parameters, adapter size and wall time; then the LoRA model on the pretraining
 families with its adapter on and off (forgetting). Writes results.json, results.md and results.png.
 
-    python scripts/finetune_experiment.py                    # CPU setting (~45 min on 2 cores)
-    python scripts/finetune_experiment.py --ns 10 25 50 --episodes 100 --steps 3000 \\
+    python experiments/finetune/finetune_experiment.py                    # CPU setting (~45 min on 2 cores)
+    python experiments/finetune/finetune_experiment.py --ns 10 25 50 --episodes 100 --steps 3000 \\
         --base policies/runs/small_pretrain_full --out policies/runs/finetune_experiment_gpu   # GPU setting
 
 Cells already in results.json are kept, so an interrupted experiment continues where it stopped.

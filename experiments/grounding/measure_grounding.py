@@ -3,7 +3,7 @@ measurement (none is a template form of envs/tasks.yaml), filled with each scene
 several scenes per family. Prints coverage (graded), family and object accuracy, per family and for a
 sweep of thresholds.
 
-    python scripts/measure_grounding.py --scenes 6 --json grounding.json
+    python experiments/grounding/measure_grounding.py --scenes 6 --json grounding.json
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Then, for place (an instruction that names an object and a plate): which words t
 on the first frame and once the scripted expert has lifted the object. With `film_pool: state` the
 reading can move from the object's words to the plate's; with `mean` it cannot.
 
-    python scripts/diagnose_focus.py policies/runs/tiny_pretrain_small --scenes 30
+    python experiments/main_job/diagnose_focus.py policies/runs/tiny_pretrain_small --scenes 30
 """
 
 from __future__ import annotations

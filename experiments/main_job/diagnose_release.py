@@ -4,7 +4,7 @@ say how often the plan opens the gripper and how many steps ahead. A policy that
 on these frames, which it was trained on, carries the object to the plate and hovers there (place 0%);
 the executor's gripper commit can only run through a release that the plan contains.
 
-    python scripts/diagnose_release.py policies/runs/tiny_pretrain_small --episodes 30
+    python experiments/main_job/diagnose_release.py policies/runs/tiny_pretrain_small --episodes 30
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ far the object went, and whether the gripper ended past the object: a push that 
 centimetres off its centre line turns it aside and slides past it instead of driving it 8 cm ('went
 past' in the failure breakdown).
 
-    python scripts/diagnose_push.py policies/runs/tiny_pretrain_small --episodes 20
-    python scripts/diagnose_push.py expert          # the scripted expert on the same scenes, for scale
+    python experiments/push/diagnose_push.py policies/runs/tiny_pretrain_small --episodes 20
+    python experiments/push/diagnose_push.py expert          # the scripted expert on the same scenes, for scale
 """
 
 from __future__ import annotations

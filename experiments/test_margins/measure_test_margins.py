@@ -1,7 +1,7 @@
 """The spread of the suite's torch-dependent thresholds over seeds and thread counts, so each threshold
 can sit far from where a working implementation lands (see the comments at each assert).
 
-    python scripts/measure_test_margins.py [--seeds 5] [--json margins.json]
+    python experiments/test_margins/measure_test_margins.py [--seeds 5] [--json margins.json]
 """
 
 from __future__ import annotations

@@ -91,3 +91,17 @@ def test_joint_targets_hold_the_last_target():
     assert (safe.hold() == 0).all()  # before any command: home (the middle of each range)
     target = safe.filter(np.array([0.3, -0.2, 0.1, 0.4, -1.0]))
     assert (safe.filter(np.array([np.inf, 0, 0, 0, 0])) == target).all()
+
+
+def test_a_bundle_spec_gives_its_limits_box_and_gripper():
+    """A robot's controller builds its safety layer from the bundle it runs (SafetyConfig.from_spec)."""
+    spec = {"action_limits": {"low": [-0.5] * 5, "high": [0.5] * 5},
+            "action_spec": {"kind": "ee_delta", "names": ["dx", "dy", "dz", "dyaw", "gripper"],
+                            "scale": [0.02, 0.02, 0.02, 0.2, 1.0]}}
+    config = SafetyConfig.from_spec(spec, workspace=BOX)
+    assert config.gripper == 4 and config.kind == "ee_delta"
+    np.testing.assert_array_equal(config.workspace_low, BOX[:, 0])
+    out = SafetyLayer(config).filter(np.array([1.0, -1.0, 0.2, 0.0, 1.0]), np.array([0.0, 0.0, 0.2]))
+    np.testing.assert_array_equal(out[:2], [0.5, -0.5])  # the bundle's limits, not the env's [-1, 1]
+    joint = SafetyConfig.from_spec({**spec, "action_spec": {**spec["action_spec"], "kind": "joint_pos"}}, BOX)
+    assert joint.workspace_low is None and joint.kind == "joint_pos"  # no end-effector box for joint targets
