@@ -10,9 +10,10 @@
 then full fine-tuning on the N demonstrations (vp_fewshot), the same steps for every cell. Success on fixed
 evaluation seeds per family with 95% Wilson intervals; results.json, results.md, results.png in --out.
 
-    python experiments/video_pretraining/video_pretraining_experiment.py                        # CPU setting (~90 min on 2 cores)
-    python experiments/video_pretraining/video_pretraining_experiment.py --preset small --pretrain-steps 20000 --finetune-steps 3000 \\
-        --model-steps 6000 --episodes 100 --out policies/runs/video_pretraining_gpu        # GPU setting
+    python experiments/video_pretraining/video_pretraining_experiment.py    # CPU setting (~90 min, 2 cores)
+    python experiments/video_pretraining/video_pretraining_experiment.py --preset small \\
+        --pretrain-steps 20000 --finetune-steps 3000 --model-steps 6000 --episodes 100 \\
+        --out policies/runs/video_pretraining_gpu                                 # GPU setting
 
 Finished steps (labelled stores, pretrained bases, cells) are kept, so an interrupted run continues.
 """
