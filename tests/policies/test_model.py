@@ -152,15 +152,15 @@ def trained():
 
 
 def test_overfits_a_tiny_batch(trained):
-    # The L1 loss starts near 0.77 (targets of magnitude 0.5); over 5 seeds x 1-2 threads a working model
-    # ends at 0.02-0.07 after 150 steps (0.08 seen on another CPU; experiments/test_margins/measure_test_margins.py).
+    # The L1 loss starts at 0.51-0.84 (targets of magnitude 0.5); over 5 seeds x 1-2 threads a working model
+    # ends at 0.02-0.09 after 150 steps (experiments/test_margins/README.md).
     # Ending under 0.25 leaves 3x room; a model that cannot fit (e.g. a frozen or detached head) stays near the start.
     _, _, losses, _ = trained
     assert losses[-1] < 0.25 < losses[0], (losses[0], losses[-1])
 
 
 def test_language_conditions_the_chunk(trained):
-    # Targets: chunk means +0.5 and -0.5; measured +-0.44 to +-0.57. An instruction-blind model gives
+    # Targets: chunk means +0.5 and -0.5; measured +-0.42 to +-0.58. An instruction-blind model gives
     # the same mean for both (about 0, the average target), so +-0.2 sits far from both outcomes.
     model, x, _, lang_enc = trained
     first, second = chunk_means(model, x, lang_enc)
