@@ -3,12 +3,15 @@ visits; aggregation appends to a copy, never to the original store."""
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from onpolicy import OnPolicy, collect_on_policy, copy_store
 
 import embodied.envs as envs
 from embodied.data.collect import create_store_for, record_episode
 from embodied.data.store import EpisodeStore
 from embodied.envs.experts import ScriptedExpert
+
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
 
 UP = np.array([0.0, 0.0, 1.0, 0.0, -1.0], np.float32)  # straight up, gripper open
 

@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
+
 SCRIPT = Path(__file__).resolve().parent / "diagnose_focus.py"
 
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import diagnose_release  # noqa: E402  (the study's script, beside this test: pytest puts this folder on sys.path)
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
 
 SCRIPT = Path(__file__).resolve().parent / "diagnose_release.py"
 

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import diagnose_push  # noqa: E402  (the study's script, beside this test: pytest puts this folder on sys.path)
 import gymnasium as gym
+import pytest
 
 from embodied import envs
+
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
 
 SCRIPT = Path(__file__).resolve().parent / "diagnose_push.py"
 

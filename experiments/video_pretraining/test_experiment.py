@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
 
 ROOT = Path(__file__).resolve().parents[2]
 STYLE = {"front_offset": [0.0, 0.2, -0.1], "light_tint": [1.0, 0.8, 0.6]}
