@@ -171,10 +171,14 @@ def _index(obs: dict, i: int) -> dict:
 
 
 def failure_table(rollouts: dict, families: list[str]):
-    """A rich Table: per family, how many episodes failed for each reason (diagnosis.FAILURES)."""
+    """A rich Table: per family, how many episodes failed for each reason (diagnosis.FAILURES); one line
+    when none failed."""
     from rich.table import Table
 
     from embodied.envs.diagnosis import FAILURES
+
+    if not any(rollouts[f].get("failures") for f in families):
+        return "no episode failed"
 
     table = Table(title="why episodes failed (privileged state at the end of each failed episode)")
     table.add_column("family", no_wrap=True)

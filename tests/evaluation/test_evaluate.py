@@ -62,3 +62,17 @@ def test_heldout_split_is_told_apart_by_what_is_new(tmp_path):
     worded = sum(r["instruction"].startswith("raise the") for r in runs)
     assert kinds == {"wording": [worded, worded], "target": [6 - worded, 6 - worded]}, (kinds, runs)
     assert "held-out wording" in out.stdout
+
+
+def test_the_failure_table_counts_reasons_and_says_when_none_failed():
+    from rich.console import Console
+
+    from embodied.evaluation.rollouts import failure_table
+
+    clean = {"reach": {}, "push": {}, "mean": {}}
+    assert failure_table(clean, ["reach", "push"]) == "no episode failed"
+    failed = {"reach": {}, "push": {"failures": {"went past": 2}}, "mean": {"failures": {"went past": 2}}}
+    console = Console(width=200, record=True)
+    console.print(failure_table(failed, ["reach", "push"]))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if "│" in line}
+    assert "2" in rows["push"] and "2" in rows["all"] and "2" not in rows["reach"], rows
