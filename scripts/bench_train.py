@@ -4,12 +4,18 @@ CPU always; on a CUDA GPU also bf16 with and without torch.compile, peak GPU mem
 utilization (MFU). Synthetic inputs (two 96x96 cameras, T_o=1, H=16): this measures the model, not data
 loading (see bench_data.py).
 
+--compare measures, in one run, the tiny training step as the main job runs it today against the
+configuration before (the instruction padding kept), and the leaner preset of experiments/speed: steps
+interleaved, so a machine that slows down slows every column alike; on every core and on one core.
+
     python scripts/bench_train.py [--presets tiny small] [--json bench_train.json]
+    python scripts/bench_train.py --compare --json bench_compare.json
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -46,6 +52,10 @@ class Args:
     """Measure on the CPU (--no-cpu on a GPU machine whose CPU is not the one of interest)."""
     json: Path | None = None
     """Also write the figures here."""
+    compare: bool = False
+    """Only the comparison: today's tiny step against the previous configuration (see above)."""
+    compare_steps: int = 20
+    """Interleaved rounds per core count in --compare."""
 
 
 def inputs(b: int, device: torch.device, h: int = 16):
@@ -129,7 +139,73 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+LEAN = {"mlp_ratio": 2.0, "vision_channels": [8, 16, 32, 64, 128]}  # experiments/speed/tiny_lean.yaml
+COMPARE = {  # name: (tiny preset overrides, drop the instruction padding past the batch's longest)
+    "before (padding kept)": ({}, False),
+    "today (padding dropped)": ({}, True),
+    "tiny_lean, a study (not adopted)": (LEAN, True),
+}
+
+
+def compare(steps: int) -> dict:
+    """Median step time of each COMPARE setting, interleaved step by step, on every core and on one."""
+    b = 64
+    x, target = inputs(b, torch.device("cpu"))
+    lengths = torch.randint(5, 12, (b,), generator=torch.Generator().manual_seed(1))  # the main job's: 5-11
+    x["lang_mask"] = torch.arange(16)[None] < lengths[:, None]
+    all_cpus, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    out = {}
+    for cores in sorted({len(all_cpus), 1}, reverse=True):
+        os.sched_setaffinity(0, set(sorted(all_cpus)[:cores]))
+        torch.set_num_threads(min(threads, cores))
+        runs = {name: _stepper(overrides, trim, x, target) for name, (overrides, trim) in COMPARE.items()}
+        times = {name: [] for name in runs}
+        for i in range(steps + 3):
+            for name, step in runs.items():
+                start = time.perf_counter()
+                step()
+                if i >= 3:  # warm-up
+                    times[name].append(time.perf_counter() - start)
+        before = np.array(times[next(iter(COMPARE))])
+        out[f"{cores} core{'s' if cores > 1 else ''}"] = {
+            name: {"step_ms": 1e3 * float(np.median(t)), "samples_per_s": b / float(np.median(t)),
+                   "ratio": float(np.median(before / np.array(t)))} for name, t in times.items()}
+    os.sched_setaffinity(0, all_cpus)
+    torch.set_num_threads(threads)
+    return out
+
+
+def _stepper(overrides: dict, trim: bool, x: dict, target: dict):
+    torch.manual_seed(0)
+    model = VLA(load_preset("tiny", **overrides), CAMS, (96, 96), 13, 5).train()
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    n = int(x["lang_mask"].sum(1).max()) if trim else x["lang_mask"].shape[1]
+    batch = x | {"lang": x["lang"][:, :n], "lang_mask": x["lang_mask"][:, :n]}
+
+    def step():
+        model.loss(**batch, **target).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def report_compare(results: dict) -> None:
+    for cores, rows in results.items():
+        t = Table(title=f"the tiny training step, batch 64, {cores} (median of interleaved steps)")
+        for col in ("setting", "step", "samples/s", "x before"):
+            t.add_column(col, justify="left" if col == "setting" else "right")
+        for name, r in rows.items():
+            t.add_row(name, f"{r['step_ms']:.0f} ms", f"{r['samples_per_s']:.0f}", f"{r['ratio']:.2f}x")
+        Console().print(t)
+
+
 def main(args: Args) -> None:
+    if args.compare:
+        results = {"compare": compare(args.compare_steps)}
+        report_compare(results["compare"])
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     results: dict = {"cpu": {}, "gpu": {}, "head": args.head}
     cpu = torch.device("cpu")
     for name in args.presets:

@@ -108,8 +108,8 @@ def available_presets() -> list[str]:
 
 
 def load_preset(name: str, **overrides) -> PolicyConfig:
-    """A preset (policies/<name>.yaml) with overrides; unknown keys name the valid ones."""
-    path = presets_dir() / f"{name}.yaml"
+    """A preset by name (policies/<name>.yaml) or by path, with overrides; unknown keys name the valid ones."""
+    path = Path(name) if str(name).endswith((".yaml", ".yml")) else presets_dir() / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown model preset {name!r}; available: {available_presets()}")
     values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}

@@ -192,7 +192,7 @@ class VLA(nn.Module):
         other token attends to them, so the action chunk is computed the same with or without them."""
         b, t = state.shape[:2]
         film_lang = self.film_lang(state, lang, lang_mask).flatten(0, 1)  # (B*T, 384)
-        tokens, points = [self.lang_proj(lang) + self.lang_pos], {}
+        tokens, points = [self.lang_proj(lang) + self.lang_pos[: lang.shape[1]]], {}
         for k, cam in enumerate(self.cameras):
             x = images[cam].flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B*T, 3, H, W)
             moved = x.new_zeros(x.shape[0], 2)

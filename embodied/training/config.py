@@ -46,7 +46,7 @@ class TrainConfig:
     """Run name: the run is written to policies/runs/<name>/ (resumed if it has a checkpoint). Not
     `--run`: torchrun would take that flag for its own --run-path."""
     preset: str = "tiny"
-    """Model preset (policies/<preset>.yaml): tiny, small, base."""
+    """Model preset: a name (policies/<name>.yaml: tiny, small, base) or a preset file's path."""
     model: Annotated[ModelOverrides, tyro.conf.OmitArgPrefixes] = field(default_factory=ModelOverrides)
     """Preset fields to override (flags without a prefix: --head flow)."""
     dataset: str = "pretrain_small"
@@ -136,7 +136,7 @@ class FinetuneConfig(TrainConfig):
     """lora: train LoRA adapters on the frozen base; full: fine-tune every weight; scratch: train a fresh
     model of the base's architecture (of --preset without --base) on the same data, the comparison."""
     rank: int = 8
-    """LoRA rank (tiny preset: rank 8 trains 3.4% of its weights, rank 16 6.7%)."""
+    """LoRA rank (tiny preset: rank 8 trains 3.3% of its weights, rank 16 6.6%)."""
     alpha: float | None = None
     """LoRA alpha (default: the rank, so the update's scale is 1)."""
     targets: tuple[str, ...] = ()

@@ -268,3 +268,33 @@ def test_state_film_pool_starts_as_the_mean_then_follows_the_state_over_real_tok
     assert torch.allclose(both.film_lang(x["state"], x["lang"], x["lang_mask"]), (pooled + mean) / 2, atol=1e-5)
     with pytest.raises(ValueError, match="film_pool must be one of"):
         load_preset("tiny", film_pool="max")
+
+
+def test_padding_past_the_longest_instruction_changes_nothing():
+    """Training drops the instruction tokens past the batch's longest (they are masked everywhere): the loss
+    and the chunk are those of the padded batch, while dropping a real token changes them."""
+    torch.manual_seed(0)
+    model = VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # FiLM and the queries start at zero: make every path matter
+            p.add_(0.05 * torch.randn_like(p))
+    x = batch()
+    x["lang_mask"] = torch.arange(16)[None] < torch.tensor([[5], [9]])
+    target = {"action": torch.rand(2, 16, 5) * 2 - 1, "action_mask": torch.ones(2, 16, dtype=torch.bool)}
+
+    def cut(n):
+        return x | {"lang": x["lang"][:, :n], "lang_mask": x["lang_mask"][:, :n]}
+
+    full, trimmed, short = (model.loss(**inputs, **target) for inputs in (x, cut(9), cut(8)))
+    assert abs(float(full - trimmed)) < 1e-5 < abs(float(full - short)), (full, trimmed, short)
+    assert torch.allclose(model.sample(**x), model.sample(**cut(9)), atol=1e-5)
+
+
+def test_a_preset_by_path_and_a_missing_one(tmp_path):
+    from embodied.errors import UserError
+
+    (tmp_path / "mine.yaml").write_text("depth: 2\nmlp_ratio: 2.0\n")
+    cfg = load_preset(str(tmp_path / "mine.yaml"))
+    assert (cfg.depth, cfg.mlp_ratio, cfg.d_model) == (2, 2.0, load_preset("tiny").d_model)
+    with pytest.raises(UserError, match="unknown model preset"):
+        load_preset(str(tmp_path / "nothing.yaml"))
