@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from embodied.errors import cli
 from embodied.policies.config import load_preset
+from embodied.policies.language import drop_padding
 from embodied.policies.model import VLA
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0}  # dense
@@ -179,8 +180,7 @@ def _stepper(overrides: dict, trim: bool, x: dict, target: dict):
     torch.manual_seed(0)
     model = VLA(load_preset("tiny", **overrides), CAMS, (96, 96), 13, 5).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    n = int(x["lang_mask"].sum(1).max()) if trim else x["lang_mask"].shape[1]
-    batch = x | {"lang": x["lang"][:, :n], "lang_mask": x["lang_mask"][:, :n]}
+    batch = x | dict(zip(("lang", "lang_mask"), drop_padding(x["lang"], x["lang_mask"]), strict=True)) if trim else x
 
     def step():
         model.loss(**batch, **target).backward()

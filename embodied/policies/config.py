@@ -109,7 +109,11 @@ def available_presets() -> list[str]:
 
 def load_preset(name: str, **overrides) -> PolicyConfig:
     """A preset by name (policies/<name>.yaml) or by path, with overrides; unknown keys name the valid ones."""
-    path = Path(name) if str(name).endswith((".yaml", ".yml")) else presets_dir() / f"{name}.yaml"
+    by_path = str(name).endswith((".yaml", ".yml"))
+    path = Path(name) if by_path else presets_dir() / f"{name}.yaml"
+    if by_path and not path.is_file():
+        raise UserError(f"no preset file {name}; give a YAML file of PolicyConfig fields, or a name: "
+                        f"{available_presets()}")
     if not path.is_file():
         raise UserError(f"unknown model preset {name!r}; available: {available_presets()}")
     values = (yaml.safe_load(path.read_text()) or {}) | {k: v for k, v in overrides.items() if v is not None}

@@ -50,3 +50,10 @@ class LanguageEncoder:
             self._cache[text] = (states, batch["attention_mask"][0].bool().cpu())
         tokens, mask = zip(*(self._cache[t] for t in texts), strict=True)
         return torch.stack(tokens), torch.stack(mask)
+
+
+def drop_padding(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L, d), (B, L) -> the same cut after the batch's longest instruction. The padding is masked in
+    every use, so a model's outputs are the same (up to the order of sums) for less work."""
+    longest = max(int(mask.sum(1).max()), 1)
+    return tokens[:, :longest], mask[:, :longest]
