@@ -29,7 +29,9 @@ class Args:
     noise: list[float] = field(default_factory=lambda: [0.0, 0.2])
     """Std of the Gaussian action noise; one column per value."""
     split: str = "train"
-    """Instruction split: train, heldout or all."""
+    """Instruction split: train, heldout, heldout_wording, heldout_target or all."""
+    world: int = envs.WORLD_VERSION
+    """World version (0: the original world)."""
     json: Path | None = None
     """Also write the figures here."""
 
@@ -38,28 +40,31 @@ def main(args: Args) -> None:
     results: dict[str, dict[str, dict]] = {}
     jobs = [(f, n) for f in envs.FAMILIES for n in args.noise]
     for family, noise in tqdm(jobs, desc="families x noise"):
-        env = gym.make(envs.ENV_IDS[family], cameras=(), split=args.split)  # state only: fast
+        env = gym.make(envs.env_id(family, args.world), cameras=(), split=args.split)  # state only: fast
         runs = [run_expert_episode(env, seed, noise=noise) for seed in range(args.seeds)]
         env.close()
         results.setdefault(family, {})[str(noise)] = {
             "success": float(np.mean([r["success"] for r in runs])),
             "mean_steps": float(np.mean([r["steps"] for r in runs])),
             "failed_seeds": [s for s, r in enumerate(runs) if not r["success"]],
+            "disturbed": float(np.mean([r["disturbed"] for r in runs])),
         }
-    table = Table(title=f"Scripted-expert success over {args.seeds} seeds per family ({args.split} split)")
+    table = Table(title=f"Scripted-expert success over {args.seeds} seeds per family (world v{args.world}, "
+                        f"{args.split} split; moved another: episodes that moved an object the task does not name)")
     table.add_column("family")
     for n in args.noise:
         table.add_column(f"noise {n}: success", justify="right")
         table.add_column("steps", justify="right")
+        table.add_column("moved another", justify="right")
     for family, cols in results.items():
         cells = []
         for n in args.noise:
             r = cols[str(n)]
-            cells += [f"{100 * r['success']:.0f}%", f"{r['mean_steps']:.0f}"]
+            cells += [f"{100 * r['success']:.0f}%", f"{r['mean_steps']:.0f}", f"{100 * r['disturbed']:.0f}%"]
         table.add_row(family, *cells)
     Console().print(table)
     if args.json:
-        figures = {"seeds": args.seeds, "split": args.split, "results": results}
+        figures = {"seeds": args.seeds, "world": args.world, "split": args.split, "results": results}
         args.json.write_text(json.dumps(figures, indent=2))
 
 

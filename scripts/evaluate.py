@@ -4,7 +4,9 @@ intervals next to the random policy, why episodes failed, episodes per minute, v
 a JSON with the seeds and the versions that matter (code commit, MuJoCo, the model's sha256).
 
     python scripts/evaluate.py policies/runs/tiny_pretrain_small                  # the families it learned
+    python scripts/evaluate.py policies/runs/tiny_pretrain_small --block report --episodes 30   # final tables
     python scripts/evaluate.py policies/runs/tiny_pretrain_small --split heldout --episodes 20
+    python scripts/evaluate.py policies/runs/tiny_pretrain_small --instruction swap   # does it follow the words?
     python scripts/evaluate.py policies/runs/stack_lora --families stack          # a LoRA fine-tune
     python scripts/evaluate.py policies/runs/tiny_pretrain_small --adapter policies/runs/stack_lora
     python scripts/evaluate.py bundles/tiny --precision int8                      # an exported bundle
@@ -38,11 +40,21 @@ class Args:
     precision: str = "fp32"
     """For a bundle: fp32 or int8."""
     split: str = "train"
-    """Instructions: 'train' (the training phrasings and targets), 'heldout' or 'all' (tabletop only)."""
+    """Instructions (tabletop only): 'train' (the training phrasings and targets), 'heldout' (a held-out wording or
+    a held-out target, told apart in a table), 'heldout_wording', 'heldout_target' or 'all'."""
+    instruction: str = "given"
+    """Controls: 'given' (the task's instruction), 'blank' (an empty one: how far the scene alone gets) or 'swap'
+    (another valid instruction of the family for the same scene, the drawer's other direction: success at the
+    original goal and at the swapped one)."""
+    world: int | None = None
+    """Tabletop world version (default: the one the policy's training store was collected in, else the newest)."""
     episodes: int = 20
-    """Episodes per family, on seeds seed_start .. seed_start + episodes - 1."""
-    seed_start: int = 1_000_000
-    """The first seed (the default is far from every recipe's seeds)."""
+    """Scenes per family; family k of the suite plays seeds start + k * 100,000 + i, i < episodes."""
+    block: str = "selection"
+    """Seed block: 'selection' (from 1,000,000: choose settings here) or 'report' (from 5,000,000: final tables
+    only). Both are far from every recipe's seeds."""
+    seed_start: int | None = None
+    """Another first seed instead of a block's."""
     families: tuple[str, ...] = ()
     """Families, or Meta-World tasks such as reach-v3 (default: those the policy was trained on; for a bundle
     the 7 pretraining families; all 8 for expert and random)."""
@@ -66,11 +78,20 @@ class Args:
 def main(args: Args) -> None:
     from embodied.envs import FAMILIES, METAWORLD_IDS, available
     from embodied.evaluation.probe import PROBES, language_probe
-    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
+    from embodied.envs.tabletop import INSTRUCTION_CONTROLS
+    from embodied.envs.tasks import SPLITS, world_versions
+    from embodied.evaluation.rollouts import SEED_BLOCKS, RandomPolicy, block_of, evaluate, failure_table, scene_seeds
     from embodied.evaluation.suite import load_policy, results_table, versions
 
-    if args.split not in ("train", "heldout", "all"):
-        raise UserError(f"--split must be train, heldout or all, got {args.split!r}")
+    if args.split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}; got {args.split!r}")
+    if args.instruction not in INSTRUCTION_CONTROLS:
+        raise UserError(f"--instruction must be one of {', '.join(INSTRUCTION_CONTROLS)}; got {args.instruction!r}")
+    if args.block not in SEED_BLOCKS:
+        raise UserError(f"--block must be one of {', '.join(SEED_BLOCKS)}; got {args.block!r}")
+    if args.world is not None and args.world not in world_versions():
+        raise UserError(f"--world must be one of {world_versions()}; got {args.world}")
+    seed_start = SEED_BLOCKS[args.block] if args.seed_start is None else args.seed_start
     if args.episodes < 1 or args.probe < 0:
         raise UserError(f"--episodes must be >= 1 and --probe >= 0, got {args.episodes} and {args.probe}")
     policy, info = load_policy(args.policy, args.adapter, args.precision)
@@ -81,32 +102,46 @@ def main(args: Args) -> None:
     suite = "metaworld" if families[0] in METAWORLD_IDS else "tabletop"
     if len({f in METAWORLD_IDS for f in families}) > 1:
         raise UserError(f"--families mixes tabletop families and Meta-World tasks {families}; evaluate each apart")
-    if suite == "metaworld" and args.split != "train":
-        raise UserError("--split applies to tabletop instructions; a Meta-World task has one")
-    env_config = {"split": args.split} if suite == "tabletop" else {}
+    if suite == "metaworld" and (args.split != "train" or args.instruction != "given" or args.world is not None):
+        raise UserError("--split, --instruction and --world apply to the tabletop; a Meta-World task has one instruction")
+    world = trained_world(info) if args.world is None else args.world
+    if args.split == "heldout_target":
+        from embodied.envs.tasks import target_families
+
+        skipped = [f for f in families if f not in target_families()]
+        families = [f for f in families if f in target_families()]
+        if skipped:
+            print(f"--split heldout_target: leaving out {skipped}: they name no object or plate")
+        if not families:
+            raise UserError(f"--split heldout_target needs a family that names objects or plates: {target_families()}")
+    env_config = {"split": args.split, "version": world, "instruction": args.instruction} if suite == "tabletop" else {}
     if not isinstance(policy, str):
         env_config |= {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
     start = time.perf_counter()
     runner = RandomPolicy() if policy == "random" else policy
-    main_result = evaluate(runner, families, args.episodes, args.seed_start, args.num_envs, args.replan_every,
+    main_result = evaluate(runner, families, args.episodes, seed_start, args.num_envs, args.replan_every,
                            env_config if policy != "random" else env_config | {"cameras": ()},
                            video_dir=args.videos, commit_gripper=args.commit_gripper)
     seconds = time.perf_counter() - start
     per_minute = args.episodes * len(families) / seconds * 60
     columns = {args.policy if policy in ("expert", "random") else "policy": main_result}
     if args.random_baseline and policy != "random":
-        columns["random policy"] = evaluate(RandomPolicy(), families, args.episodes, args.seed_start, args.num_envs,
+        columns["random policy"] = evaluate(RandomPolicy(), families, args.episodes, seed_start, args.num_envs,
                                             progress=False, env_config={**env_config, "cameras": ()})
+    if args.instruction == "swap":  # the same episodes graded at the goal the words named
+        columns = {f"{k}: {goal}": goals(v, goal) for k, v in columns.items() for goal in ("original goal", "swapped goal")}
     console = Console()
-    split = f"{args.split} split, " if suite == "tabletop" else "Meta-World, "
-    console.print(results_table(f"{args.policy}: {split}{args.episodes} seeds per family from "
-                                f"{args.seed_start} [95% interval]", columns, families))
+    where = (f"world v{world}, {args.split} split, instruction {args.instruction}, " if suite == "tabletop"
+             else "Meta-World, ")
+    console.print(results_table(f"{args.policy}: {where}{args.episodes} scenes per family, {block_of(seed_start)} "
+                                f"block [95% interval]", columns, families))
     console.print(failure_table(main_result, families))
     console.print(f"{args.episodes * len(families)} episodes in {seconds:.0f} s: {per_minute:.1f} episodes/min "
                   f"({'in this process' if policy == 'expert' else f'{args.num_envs} envs'})")
     result = {"policy": info, "suite": suite, "split": args.split if suite == "tabletop" else None,
-              "families": families,
-              "seeds": list(range(args.seed_start, args.seed_start + args.episodes)), "replan_every": args.replan_every,
+              "world": world if suite == "tabletop" else None, "instruction": args.instruction,
+              "families": families, "block": block_of(seed_start),
+              "seeds": {f: scene_seeds(seed_start, f, args.episodes) for f in families}, "replan_every": args.replan_every,
               "commit_gripper": args.commit_gripper, "results": main_result,
               "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
     if args.split == "heldout" and suite == "tabletop":
@@ -173,6 +208,26 @@ def probe_table(probe: dict, scenes: int):
     for f, r in probe.items():
         table.add_row(f, rate(r), f"{100 * r['wrong_target']:.0f}%", f"{100 * r['both_right']:.0f}%")
     return table
+
+
+def goals(result: dict, goal: str) -> dict:
+    """A swap control's result read at one goal: the original task's ('success') or the swapped one's."""
+    if goal == "original goal":
+        return result
+    return {f: r["swap"] for f, r in result.items()}
+
+
+def trained_world(info: dict) -> int:
+    """The world version the policy's training store was collected in (v0 for a store from before versions);
+    the newest for experts, random, bundles and a missing store."""
+    from embodied.data.recipes import training_store
+    from embodied.data.store import EpisodeStore
+    from embodied.envs import WORLD_VERSION
+
+    store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
+    if not (store and store.exists()):
+        return WORLD_VERSION
+    return EpisodeStore.open(store).attrs.get("recipe", {}).get("world", 0)
 
 
 def trained_families(info: dict) -> list[str]:

@@ -39,6 +39,8 @@ class Recipe:
     split: str = "train"
     """Instruction split: 'train' excludes held-out paraphrases and targets, 'heldout' uses only them.
     Tabletop only (a Meta-World task has one instruction)."""
+    world: int = 1
+    """World version of the tabletop (envs/tasks.yaml `worlds`; 0: the original world). Tabletop only."""
     keep_failures: bool = False
     """Also keep episodes the expert failed (marked success=False)."""
     drop_actions: bool = False
@@ -59,7 +61,7 @@ class Recipe:
 
     def env_config(self) -> dict:
         config = {"image_size": tuple(self.image_size), "cameras": tuple(self.cameras)}
-        return config if self.metaworld else config | {"split": self.split} | self.env
+        return config if self.metaworld else config | {"split": self.split, "version": self.world} | self.env
 
 
 def recipes_dir() -> Path:
@@ -105,15 +107,19 @@ def _check(r: Recipe, path: Path) -> None:
                         "one robot (its cameras, state and action specs), so make one recipe of each")
     if r.episodes_per_family < 1:
         raise UserError(f"{path}: episodes_per_family must be >= 1, got {r.episodes_per_family}")
-    if r.split not in ("train", "heldout", "all"):
-        raise UserError(f"{path}: split must be 'train', 'heldout' or 'all', got {r.split!r}")
+    from embodied.envs.tasks import SPLITS, world_versions
+
+    if r.split not in SPLITS:
+        raise UserError(f"{path}: split must be one of {list(SPLITS)}, got {r.split!r}")
+    if r.world not in world_versions():
+        raise UserError(f"{path}: world must be one of {world_versions()}, got {r.world!r}")
     if r.metaworld and r.env:
         raise UserError(f"{path}: env applies to the tabletop's config; leave it out for Meta-World tasks")
     if not r.metaworld and r.env:
         from embodied.envs.tabletop import make_config
 
-        if {"image_size", "cameras", "split"} & set(r.env):
-            raise UserError(f"{path}: set image_size, cameras and split as recipe keys, not under env")
+        if {"image_size", "cameras", "split", "version"} & set(r.env):
+            raise UserError(f"{path}: set image_size, cameras, split and world as recipe keys, not under env")
         try:
             make_config(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.env.items()})
         except TypeError as e:

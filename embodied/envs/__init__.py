@@ -1,4 +1,5 @@
-"""Tabletop environments, registered with Gymnasium as `embodied/<Name>-v0`; Meta-World's tasks as
+"""Tabletop environments, registered with Gymnasium as `embodied/<Name>-v<world version>` (v1, the newest, and
+v0, the world old stores and bundles were made in: envs/tasks.yaml `worlds`); Meta-World's tasks as
 `embodied/MetaWorld-<Task>V3-v0` where the `metaworld` package is importable (its own env: `make metaworld`)."""
 
 import importlib.util
@@ -7,27 +8,28 @@ from functools import partial
 import gymnasium as gym
 from gymnasium.envs.registration import register
 
-from embodied.envs.scene import load_suite
+from embodied.envs.scene import WORLD_VERSION, load_suite
 from embodied.envs.tabletop import TabletopConfig, TabletopEnv, default_config
 from embodied.errors import UserError
 
 ENTRY = "embodied.envs.tabletop:TabletopEnv"
 
 
-def env_id(family: str) -> str:
-    """'open_drawer' -> 'embodied/OpenDrawer-v0'; 'suite' -> 'embodied/Tabletop-v0'."""
-    if family == "suite":
-        return "embodied/Tabletop-v0"
-    return "embodied/" + "".join(w.capitalize() for w in family.split("_")) + "-v0"
+def env_id(family: str, version: int = WORLD_VERSION) -> str:
+    """'open_drawer' -> 'embodied/OpenDrawer-v1'; 'suite' -> 'embodied/Tabletop-v1'."""
+    name = "Tabletop" if family == "suite" else "".join(w.capitalize() for w in family.split("_"))
+    return f"embodied/{name}-v{version}"
 
 
 FAMILIES = list(load_suite()["families"])
-ENV_IDS = {f: env_id(f) for f in ["suite", *FAMILIES]}
+ENV_IDS = {f: env_id(f) for f in ["suite", *FAMILIES]}  # the newest world's
 
-register(ENV_IDS["suite"], entry_point=ENTRY, max_episode_steps=150, kwargs={"task": "suite"})
-for _family in FAMILIES:
-    register(ENV_IDS[_family], entry_point=ENTRY,
-             max_episode_steps=load_suite()["families"][_family]["max_steps"], kwargs={"task": _family})
+for _version in load_suite()["worlds"]:
+    register(env_id("suite", _version), entry_point=ENTRY, max_episode_steps=150,
+             kwargs={"task": "suite", "version": _version})
+    for _family in FAMILIES:
+        register(env_id(_family, _version), entry_point=ENTRY, kwargs={"task": _family, "version": _version},
+                 max_episode_steps=load_suite()["families"][_family]["max_steps"])
 
 # {'reach-v3': 'embodied/MetaWorld-ReachV3-v0', ...}; empty without metaworld (it pins another MuJoCo)
 METAWORLD_IDS: dict[str, str] = {}
@@ -37,11 +39,11 @@ if importlib.util.find_spec("metaworld") is not None:
     METAWORLD_IDS = register_envs()
 
 
-def gym_id(task: str) -> str:
-    """The Gymnasium id of a tabletop family ('reach', or 'suite': every family) or a Meta-World task
-    ('reach-v3')."""
+def gym_id(task: str, version: int | None = None) -> str:
+    """The Gymnasium id of a tabletop family ('reach', or 'suite': every family) in world `version` (default: the
+    newest) or a Meta-World task ('reach-v3')."""
     if task in ENV_IDS:
-        return ENV_IDS[task]
+        return ENV_IDS[task] if version is None else env_id(task, version)
     if task in METAWORLD_IDS:
         return METAWORLD_IDS[task]
     raise UserError(f"unknown task {task!r}; {available(task)}")
@@ -87,8 +89,8 @@ def make_vector_env(family: str = "suite", num_envs: int = 2, context: str = "fo
 
 
 def _make(family: str, config: dict) -> gym.Env:
-    return gym.make(gym_id(family), **config)
+    return gym.make(gym_id(family, config.get("version")), **config)
 
 
-__all__ = ["ENV_IDS", "FAMILIES", "METAWORLD_IDS", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
+__all__ = ["ENV_IDS", "FAMILIES", "METAWORLD_IDS", "WORLD_VERSION", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
            "available", "expert_for", "gym_id", "make_vector_env"]

@@ -11,6 +11,7 @@ from embodied.envs.tasks import DIRECTIONS, Task
 NEAR = 0.04  # the gripper came within this of a thing, horizontally (m)
 LIFTED = 0.03  # an object this far off the table was picked up (m)
 MOVED = 0.03  # a thing displaced this far was pushed (m)
+DISTURBED = 0.02  # an object the task does not name, moved this far (m): reported with every episode
 
 # wrong object: came closer to another candidate than to the target; never reached: stayed over 4 cm from
 # the target; missed grasp: reached it, never lifted it; dropped: lifted, no longer held; pushed another:
@@ -36,6 +37,8 @@ class Trace:
         self.closest = {t.name: np.inf for t in self._candidates()}
         self.closest_drawer = np.inf
         self.lifted = False
+        named = {t.name for t in (task.obj, task.target) if t is not None}
+        self.bystanders = {t.name: (t, world.pos(t)) for t in world.things if t.kind == "object" and t.name not in named}
 
     def _candidates(self) -> list[Thing]:
         return ([self.target] if self.target is not None else []) + self.others
@@ -49,6 +52,10 @@ class Trace:
             self.closest_drawer = min(self.closest_drawer, float(np.linalg.norm(world.drawer_front[:2] - g[:2])))
         elif self.target.kind == "object":
             self.lifted |= bool(world.pos(self.target)[2] > self.target.half + LIFTED)
+
+    def disturbed(self, world: World) -> bool:
+        """Whether an object the task does not name has moved more than DISTURBED on the table."""
+        return any(np.linalg.norm((world.pos(t) - start)[:2]) > DISTURBED for t, start in self.bystanders.values())
 
     def failure(self, world: World) -> str:
         """One of FAILURES: what stands between this episode and success so far."""

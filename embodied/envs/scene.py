@@ -18,6 +18,8 @@ PLATE_HALF_HEIGHT = 0.005
 OBJECT_MASS = 0.06
 DRAWER_OPEN = 0.12  # joint range of the drawer (m)
 BUTTON_PRESSED = -0.008  # button joint below this counts as pressed (m)
+WORLD_VERSION = 1  # the newest world (envs/tasks.yaml `worlds`); env ids without a version get it
+FIXTURES = ("cabinet", "button_a", "button_b")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,18 @@ def build_model(catalog: dict) -> mujoco.MjModel:
     return spec.compile()
 
 
+def sample_fixtures(rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """The cabinet on a random side of the table (its drawer opening toward the robot) and the two buttons on
+    the other, 13-18 cm apart, all within the arm's reach and clear of the objects' region (|y| < 0.19)."""
+    side = float(rng.choice([-1.0, 1.0]))
+    cabinet = (float(rng.uniform(0.38, 0.46)), side * float(rng.uniform(0.31, 0.36)))
+    x = float(rng.uniform(0.26, 0.32))
+    xs = [x, x + float(rng.uniform(0.13, 0.18))]
+    rng.shuffle(xs)
+    a, b = ((xs[i], -side * float(rng.uniform(0.28, 0.33))) for i in range(2))
+    return {"cabinet": cabinet, "button_a": a, "button_b": b}
+
+
 def _parking(i: int) -> list[float]:
     return [5.0 + 0.2 * (i % 10), 5.0 + 0.2 * (i // 10), 2.0]
 
@@ -90,15 +104,24 @@ class Layout:
     things: list[Thing]  # objects, plates and buttons present this episode
     poses: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> x, y, yaw
     drawer: float = 0.0  # initial drawer opening (m)
+    fixtures: dict[str, tuple[float, float]] = field(default_factory=dict)  # cabinet/button -> x, y; empty: fixed
 
 
 class World:
     """MuJoCo model + data for the tabletop, with scene layout and privileged-state queries."""
 
-    def __init__(self):
+    def __init__(self, version: int = WORLD_VERSION):
         self.suite = load_suite()
+        if version not in self.suite["worlds"]:
+            raise ValueError(f"unknown world version {version!r}; envs/tasks.yaml has {list(self.suite['worlds'])}")
+        self.version, self.spec = version, self.suite["worlds"][version]
+        self.heldout_targets: list[str] = self.spec["heldout_targets"]
         self.catalog = self.suite["objects"]
         self.model = build_model(self.catalog)
+        camera = self.spec.get("front_camera")
+        if camera:
+            self.model.body_pos[self.model.body("look_at").id] = camera["look_at"]
+            self.model.cam_fovy[self.model.camera("front").id] = camera["fovy"]
         self.data = mujoco.MjData(self.model)
         self.objects, self.plates = catalog_things(self.catalog)
         m = self.model
@@ -110,18 +133,21 @@ class World:
         self._fingers = (m.geom("finger_l").id, m.geom("finger_r").id)
         self._drawer_q = m.jnt_qposadr[m.joint("drawer").id]
         self._buttons = ("button_a", "button_b")
+        self._fixture_mocap = {f: m.body_mocapid[m.body(f).id] for f in FIXTURES}
         self.grasp_site = m.site("grasp").id
         self.things: list[Thing] = []
 
     # ---- layout -------------------------------------------------------------------------------
     def sample_layout(self, rng: np.random.Generator) -> Layout:
-        """3-4 objects and 2 plates at random non-overlapping spots, two buttons of random colors."""
+        """3-4 objects and 2 plates at random non-overlapping spots, two buttons of random colors; in a world
+        with random fixtures, the cabinet on one side of the table and the buttons on the other. (A new draw
+        goes after the old ones: a seed keeps its scene in the older worlds.)"""
         n_obj = int(rng.integers(3, 5))
         objs = [self.objects[i] for i in rng.choice(len(self.objects), n_obj, replace=False)]
         plates = [self.plates[i] for i in rng.choice(len(self.plates), 2, replace=False)]
         colors = rng.choice(self.catalog["button_colors"], 2, replace=False)
         buttons = [Thing(b, "button", "button", str(c)) for b, c in zip(self._buttons, colors, strict=True)]
-        layout = Layout(things=objs + plates + buttons, drawer=float(rng.uniform(0, 0.6 * DRAWER_OPEN)))
+        layout = Layout(things=objs + plates + buttons, drawer=float(rng.uniform(*self.spec["drawer_start"]["default"])))
         placed: list[tuple[float, float, float]] = []  # x, y, radius
         for t in plates + objs:  # plates first: they need the most room
             radius = PLATE_RADIUS if t.kind == "plate" else t.half * 1.42
@@ -134,6 +160,8 @@ class World:
             placed.append((x, y, radius))
             yaw = float(rng.uniform(-np.pi / 4, np.pi / 4)) if t.shape == "cube" else 0.0
             layout.poses[t.name] = (float(x), float(y), yaw)
+        if self.spec["fixtures"] == "random":
+            layout.fixtures = sample_fixtures(rng)
         return layout
 
     def apply_layout(self, layout: Layout) -> None:
@@ -156,6 +184,8 @@ class World:
             if t.kind == "button":
                 m.geom_rgba[m.geom(t.name).id, :3] = self.catalog["colors"][t.color]
         d.qpos[self._drawer_q] = layout.drawer
+        for f, mocap in self._fixture_mocap.items():
+            d.mocap_pos[mocap][:2] = layout.fixtures.get(f, m.body(f).pos[:2])
         self.things = list(layout.things)
 
     # ---- privileged state ---------------------------------------------------------------------
@@ -190,6 +220,10 @@ class World:
     @property
     def drawer(self) -> float:
         return float(self.data.qpos[self._drawer_q])
+
+    @property
+    def cabinet_pos(self) -> np.ndarray:  # (3,) where the cabinet stands this episode
+        return self.data.mocap_pos[self._fixture_mocap["cabinet"]].copy()
 
     @property
     def drawer_front(self) -> np.ndarray:  # (3,) inner face of the drawer front panel

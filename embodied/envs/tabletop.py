@@ -15,7 +15,7 @@ from embodied.envs import tasks
 from embodied.envs.arm import STATE_SPEC, ArmController, action_spec
 from embodied.envs.diagnosis import Trace
 from embodied.envs.rendering import CameraRenderer, camera_projection, mounted_projections, mujoco, static_cameras
-from embodied.envs.scene import World
+from embodied.envs.scene import WORLD_VERSION, World
 from embodied.errors import UserError
 
 # a str, not a set: its order fixes character indices, which must agree across processes
@@ -23,6 +23,7 @@ INSTRUCTION_CHARS = string.ascii_letters + string.digits + " .,'-_"
 SUITE = "suite"
 MAX_IMAGE = 4096  # pixels per side; MuJoCo's offscreen buffer and memory set the real bound
 CAMERAS = ("front", "wrist")  # the scene's cameras
+INSTRUCTION_CONTROLS = ("given", "blank", "swap")
 
 
 @dataclass
@@ -43,8 +44,15 @@ class TabletopConfig:
     """End-effector translation per step at action 1 (m)."""
     max_yaw_step: float = 0.2
     """End-effector yaw change per step at action 1 (rad)."""
+    version: int = WORLD_VERSION
+    """World version (envs/tasks.yaml `worlds`); the env id's -v0/-v1 sets it."""
     split: str = "train"
-    """Instructions to sample: 'train', 'heldout' (held-out paraphrases/targets) or 'all'."""
+    """Instructions to sample: 'train', 'heldout' (a held-out wording or a held-out target, never both),
+    'heldout_wording', 'heldout_target' or 'all'."""
+    instruction: str = "given"
+    """What the observation's instruction says, for controls: 'given' (the task's), 'blank' (empty) or 'swap'
+    (another valid instruction of the same family for the same scene; info['swap_success'] grades it, while
+    info['success'] still grades the original task, and the episode ends when either holds)."""
     shadows: bool = False
     """Render shadows (about 40x slower in software rendering)."""
     multisamples: int = 0
@@ -90,8 +98,12 @@ class TabletopConfig:
             raise UserError(f"light_tint must be >= 0, got {self.light_tint!r}")
         if self.action_type not in ("ee_delta", "joint_pos"):
             raise UserError(f"action_type must be 'ee_delta' or 'joint_pos', got {self.action_type!r}")
-        if self.split not in ("train", "heldout", "all"):
-            raise UserError(f"split must be 'train', 'heldout' or 'all', got {self.split!r}")
+        if self.split not in tasks.SPLITS:
+            raise UserError(f"split must be one of {list(tasks.SPLITS)}, got {self.split!r}")
+        if self.instruction not in INSTRUCTION_CONTROLS:
+            raise UserError(f"instruction must be one of {list(INSTRUCTION_CONTROLS)}, got {self.instruction!r}")
+        if not isinstance(self.version, Integral) or self.version not in tasks.world_versions():
+            raise UserError(f"version must be a world version {tasks.world_versions()}, got {self.version!r}")
         self.substeps  # noqa: B018 - ctrl_dt must be a multiple of sim_dt
 
     @property
@@ -137,7 +149,7 @@ class TabletopEnv(gym.Env):
     def __init__(self, task: str = SUITE, render_mode: str | None = None, **overrides):
         cfg = make_config(**overrides)
         self.config, self.render_mode = cfg, render_mode
-        self.world = World()
+        self.world = World(cfg.version)
         self.families = list(cfg.families or self.world.suite["families"])
         self._check_family(task)
         for f in self.families:
@@ -161,7 +173,7 @@ class TabletopEnv(gym.Env):
         h, w = cfg.image_size
         obs_space = {
             "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),
-            "instruction": spaces.Text(max_length=tasks.MAX_INSTRUCTION, charset=INSTRUCTION_CHARS),
+            "instruction": spaces.Text(max_length=tasks.MAX_INSTRUCTION, min_length=0, charset=INSTRUCTION_CHARS),
         }
         if cfg.cameras:  # cameras=() gives a state-only env (fast expert runs)
             images = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cfg.cameras}
@@ -172,6 +184,7 @@ class TabletopEnv(gym.Env):
         # throwaway env in the parent) deadlocks the forked workers
         self._renderer = self._viewer = None
         self.task: tasks.Task | None = None
+        self.swap: tasks.Task | None = None  # with instruction='swap': the task the observation names
 
     def _check_family(self, name: str) -> None:
         known = list(self.world.suite["families"])
@@ -204,17 +217,24 @@ class TabletopEnv(gym.Env):
             except tasks.InstructionError:
                 if attempt == 49:
                     raise
-        if self.task.family == "open_drawer":
-            d.qpos[m.joint("drawer").qposadr[0]] = self.np_random.uniform(0.0, 0.01)
-        elif self.task.family == "close_drawer":
-            d.qpos[m.joint("drawer").qposadr[0]] = self.np_random.uniform(0.08, 0.115)
+        start = world.spec["drawer_start"].get(self.task.family)
+        if start is not None:  # world v0: the opening depends on the family
+            d.qpos[m.joint("drawer").qposadr[0]] = self.np_random.uniform(*start)
+        self.swap = None
+        if self.config.instruction == "swap" and not options.get("instruction"):
+            self.swap = tasks.swap_task(self.task, world, self.np_random, self.config.split)
         mujoco.mj_step(m, d, self.config.settle_steps)
-        if self.task.obj is not None:
-            self.task.start = world.pos(self.task.obj)
+        for task in (self.task, self.swap):
+            if task is not None and task.obj is not None:
+                task.start = world.pos(task.obj)
         self._trace = Trace(self.task, world)
         self._trace.update(world)
+        self._held = self._held_swap = 0  # control steps the success predicate has held in a row
         self._warnings = d.warning.number.copy()
-        return self._observation(), self._info(success=False)
+        info = self._info(success=False)
+        if self.swap is not None:
+            info["swap_success"] = False
+        return self._observation(), info
 
     def step(self, action):
         action = self._check_action(action)
@@ -224,8 +244,14 @@ class TabletopEnv(gym.Env):
         graded = bool(self.task.family)
         if graded:
             self._trace.update(self.world)
-        success = graded and tasks.success(self.task, self.world)
-        return self._observation(), float(success), success, False, self._info(success)
+        need = self.world.spec["success_steps"]
+        self._held = self._held + 1 if graded and tasks.success(self.task, self.world) else 0
+        success = self._held >= need
+        info = self._info(success)
+        if self.swap is not None:
+            self._held_swap = self._held_swap + 1 if tasks.success(self.swap, self.world) else 0
+            info["swap_success"] = self._held_swap >= need
+        return self._observation(), float(success), success or info.get("swap_success", False), False, info
 
     def instruct(self, text: str, task: tasks.Task | None = None) -> dict:
         """Continue from the current scene with a new instruction (the interactive sim chains commands):
@@ -242,6 +268,7 @@ class TabletopEnv(gym.Env):
         self._trace = Trace(self.task, self.world) if self.task.family else None
         if self._trace is not None:
             self._trace.update(self.world)
+        self._held, self.swap = 0, None
         return self._observation()
 
     def camera_projections(self) -> dict[str, dict[str, list]]:
@@ -284,7 +311,8 @@ class TabletopEnv(gym.Env):
 
     def _observation(self) -> dict:
         d = self.world.data
-        obs = {"state": self.controller.state(d), "instruction": self.task.instruction}
+        shown = {"given": self.task, "swap": self.swap or self.task}.get(self.config.instruction)
+        obs = {"state": self.controller.state(d), "instruction": shown.instruction if shown else ""}
         if self.config.cameras:
             if self._renderer is None:
                 cfg = self.config
@@ -305,6 +333,8 @@ class TabletopEnv(gym.Env):
             "instruction": self.task.instruction,
             "physics_warnings": [mujoco.mjtWarning(i).name for i in fresh],
             "failure": "" if success or self._trace is None else self._trace.failure(self.world),
+            # another object on the table moved more than diagnosis.DISTURBED (reported, not failed)
+            "disturbed": bool(self._trace is not None and self._trace.disturbed(self.world)),
             # privileged: where the named thing is, relative to the gripper (m); recorded as an auxiliary target
             "focus": (tasks.focus(self.task, self.world) - self.world.grasp_pos).astype(np.float32)
             if self.task.family else np.full(3, np.nan, np.float32),

@@ -9,7 +9,7 @@ from functools import cache
 
 import numpy as np
 
-from embodied.envs.scene import BUTTON_PRESSED, PLATE_HALF_HEIGHT, PLATE_RADIUS, Thing, World
+from embodied.envs.scene import BUTTON_PRESSED, PLATE_HALF_HEIGHT, PLATE_RADIUS, Thing, World, load_suite
 from embodied.errors import UserError
 
 DIRECTIONS = {  # from the robot's point of view: it faces +x
@@ -21,6 +21,14 @@ DIRECTIONS = {  # from the robot's point of view: it faces +x
 PUSH_DISTANCE = 0.08  # success: displaced at least this far along the direction (m)
 MAX_INSTRUCTION = 128  # characters; the observation space's Text limit
 LIFT_HEIGHT = 0.06  # success: raised at least this far off the table (m)
+# which instructions a split samples: (wording held out?, target held out?) pairs it allows
+SPLITS = {
+    "train": {(False, False)},
+    "heldout": {(True, False), (False, True)},  # one new thing at a time, so each episode has one kind
+    "heldout_wording": {(True, False)},
+    "heldout_target": {(False, True)},
+    "all": {(False, False), (True, False), (False, True), (True, True)},
+}
 # which kinds of thing each slot of each family may name
 SLOTS = {
     "reach": {"obj": ("object",)},
@@ -82,22 +90,55 @@ def candidates(family: str, world: World) -> list[dict]:
     return [{}]
 
 
-def sample_task(family: str, world: World, rng: np.random.Generator, split: str) -> Task:
-    """A random instruction of a family for the current scene, from the split's templates/targets."""
+def world_versions() -> list[int]:
+    return list(load_suite()["worlds"])
+
+
+def target_families() -> list[str]:
+    """Families whose instructions can name a held-out target (an object or a plate); the drawers and the buttons
+    have none, so split='heldout_target' has nothing to sample for them."""
+    return [f for f, slots in SLOTS.items() if any({"object", "plate"} & set(kinds) for kinds in slots.values())]
+
+
+def split_options(family: str, world: World, split: str) -> list[tuple[str, dict]]:
+    """Every (template, slot assignment) of a family in the current scene that the split allows."""
     spec = world.suite["families"][family]
-    heldout = world.catalog["heldout_targets"]
     options = []
     for slots in candidates(family, world):
-        is_out = any(is_heldout_target(v, heldout) for v in slots.values() if isinstance(v, Thing))
+        new_target = any(is_heldout_target(v, world.heldout_targets) for v in slots.values() if isinstance(v, Thing))
         for tmpl in spec["templates"] + spec["heldout"]:
-            out = is_out or tmpl in spec["heldout"]
-            if split == "all" or (split == "heldout") == out:
+            if (tmpl in spec["heldout"], new_target) in SPLITS[split]:
                 options.append((tmpl, slots))
+    return options
+
+
+def sample_task(family: str, world: World, rng: np.random.Generator, split: str) -> Task:
+    """A random instruction of a family for the current scene, from the split's templates/targets."""
+    options = split_options(family, world, split)
     if not options:
         raise InstructionError(f"no {split!r} instruction of family {family!r} fits this scene")
-    tmpl, slots = options[rng.integers(len(options))]
+    return _task(family, *options[rng.integers(len(options))], world)
+
+
+def _task(family: str, tmpl: str, slots: dict, world: World) -> Task:
     words = {k: describe(v, world.things) if isinstance(v, Thing) else v for k, v in slots.items()}
     return Task(family, tmpl.format(**words), slots.get("obj"), slots.get("target"), slots.get("dir"))
+
+
+SWAP_FAMILY = {"open_drawer": "close_drawer", "close_drawer": "open_drawer"}
+
+
+def swap_task(task: Task, world: World, rng: np.random.Generator, split: str) -> Task | None:
+    """Another valid task for the same scene, for the instruction-swap control: the same family with other
+    slots (another object, target, direction or button; a training wording), or the drawer's other family.
+    None when the scene offers no other (e.g. one object and push has one direction)."""
+    family = SWAP_FAMILY.get(task.family, task.family)
+    same = (task.obj, task.target, task.direction)
+    options = [(t, s) for t, s in split_options(family, world, split if split != "all" else "train")
+               if family != task.family or (s.get("obj"), s.get("target"), s.get("dir")) != same]
+    if not options:
+        return None
+    return _task(family, *options[rng.integers(len(options))], world)
 
 
 def paraphrase(instruction: str, family: str, suite: dict, rng: np.random.Generator) -> str:

@@ -11,7 +11,25 @@ from tqdm import tqdm
 
 from embodied.runtime.chunks import REPLAN_EVERY, ChunkExecutor
 
-EVAL_SEED_START = 1_000_000  # far from every recipe's seeds: evaluation scenes are never trained on
+# Evaluation seeds, far from every recipe's: `selection` is the block settings may be chosen on, `report` the
+# block only final tables read. Family k of the suite plays seeds start + k * FAMILY_STRIDE + i, so each family
+# gets its own scenes (a seed draws the scene before the task).
+SEED_BLOCKS = {"selection": 1_000_000, "report": 5_000_000}
+EVAL_SEED_START = SEED_BLOCKS["selection"]
+FAMILY_STRIDE = 100_000
+
+
+def scene_seeds(seed_start: int, family: str, episodes: int) -> list[int]:
+    """The seeds a family's episodes play: its own range of the block (Meta-World tasks: the block itself)."""
+    from embodied.envs import FAMILIES
+
+    offset = FAMILIES.index(family) * FAMILY_STRIDE if family in FAMILIES else 0
+    return list(range(seed_start + offset, seed_start + offset + episodes))
+
+
+def block_of(seed_start: int) -> str:
+    """'report', 'selection' or 'seeds from N': which block a figure is on, for tables and eval.json."""
+    return next((name for name, start in SEED_BLOCKS.items() if start == seed_start), f"seeds from {seed_start:,}")
 
 
 class RandomPolicy:
@@ -39,9 +57,12 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. policy="expert" runs each family's
     scripted expert instead: it plans from the simulator's state, so in this process, one env, cameras off.
     Returns {family: {"success": rate, "episodes": n, "ci95": [lo, hi], "failures": {why: count},
-              "runs": [{"seed", "instruction", "success", "failure"} per episode]},
+              "disturbed": episodes that moved an object the task does not name,
+              "runs": [{"seed", "instruction", "success", "failure", "disturbed"} per episode]},
      "mean": {the same over families, without runs}}. With `video_dir`, the first failed episodes of each family are
-    written there as mp4 (cameras side by side, the instruction and why it failed as caption).
+    written there as mp4 (cameras side by side, the instruction and why it failed as caption). With
+    env_config {"instruction": "swap"}, each family also has "swap": the swapped goal's rate (and each run its
+    "swap_success" and the "task" it was given), the original goal staying in "success".
     commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor)."""
     import gymnasium as gym
 
@@ -55,7 +76,7 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
         n_envs = 1 if expert else min(num_envs, episodes)
         if expert:
             config = {**(env_config or {}), "cameras": ()}
-            venv = gym.vector.SyncVectorEnv([partial(gym.make, gym_id(family), **config)],
+            venv = gym.vector.SyncVectorEnv([partial(gym.make, gym_id(family, config.get("version")), **config)],
                                             autoreset_mode=gym.vector.AutoresetMode.DISABLED)
             actor = _Expert(expert_for(venv.envs[0]))
         else:
@@ -65,13 +86,14 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
         if isinstance(actor, RandomPolicy):
             actor.action_dim = venv.single_action_space.shape[0]
         runs, filmed = [], 0
+        family_seeds = scene_seeds(seed_start, family, episodes + n_envs)  # a last wave runs full
         for wave in range(0, episodes, n_envs):
-            seeds = [seed_start + wave + i for i in range(n_envs)]
+            seeds = family_seeds[wave:wave + n_envs]
             keep = min(n_envs, episodes - wave)
             film = video_dir is not None and filmed < videos_per_family and not expert  # its cameras are off
             for ep in _run_wave(venv, actor, seeds, replan_every, film, commit_gripper)[:keep]:
-                runs.append({"seed": int(ep["seed"]), "instruction": ep["instruction"], "success": bool(ep["success"]),
-                             "failure": ep["failure"]})
+                runs.append({k: ep[k] for k in ("seed", "instruction", "success", "failure", "disturbed", "task",
+                                                "swap_success") if k in ep})
                 if film and not ep["success"] and filmed < videos_per_family:
                     _write_failure(Path(video_dir), family, ep)
                     filmed += 1
@@ -87,17 +109,26 @@ def summary(runs: list[dict]) -> dict:
     """One family's result from its episodes: success rate, interval, failures by reason, the runs."""
     wins = sum(r["success"] for r in runs)
     failures = Counter(r["failure"] for r in runs if not r["success"])
-    return {"success": wins / len(runs), "episodes": len(runs), "ci95": wilson(wins, len(runs)),
-            "failures": dict(failures), "runs": runs}
+    out = {"success": wins / len(runs), "episodes": len(runs), "ci95": wilson(wins, len(runs)),
+           "failures": dict(failures), "disturbed": sum(r.get("disturbed", False) for r in runs), "runs": runs}
+    if any("swap_success" in r for r in runs):
+        swapped = sum(r.get("swap_success", False) for r in runs)
+        out["swap"] = {"success": swapped / len(runs), "episodes": len(runs), "ci95": wilson(swapped, len(runs))}
+    return out
 
 
 def mean_over(results: dict, families: list[str]) -> dict:
     """The mean over families; with equal episodes per family it is the pooled rate, whose interval this is."""
     wins = sum(round(results[f]["success"] * results[f]["episodes"]) for f in families)
     total = sum(results[f]["episodes"] for f in families)
-    return {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
-            "ci95": wilson(wins, total),
-            "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
+    out = {"success": float(np.mean([results[f]["success"] for f in families])), "episodes": total,
+           "ci95": wilson(wins, total), "disturbed": sum(results[f].get("disturbed", 0) for f in families),
+           "failures": dict(sum((Counter(results[f]["failures"]) for f in families), Counter()))}
+    if all("swap" in results[f] for f in families):
+        swapped = sum(round(results[f]["swap"]["success"] * results[f]["episodes"]) for f in families)
+        out["swap"] = {"success": float(np.mean([results[f]["swap"]["success"] for f in families])),
+                       "episodes": total, "ci95": wilson(swapped, total)}
+    return out
 
 
 class _Expert:
@@ -137,8 +168,11 @@ def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = Fa
     policy.reset()
     executors = [ChunkExecutor.for_policy(policy, replan_every, commit_gripper) for _ in range(n)]
     done = np.zeros(n, bool)
-    eps = [{"success": False, "failure": "", "seed": s, "instruction": str(obs["instruction"][i]), "frames": []}
+    eps = [{"success": False, "failure": "", "seed": int(s), "instruction": str(obs["instruction"][i]), "frames": []}
            for i, s in enumerate(seeds)]
+    for i, ep in enumerate(eps):
+        if "instruction" in info and info["instruction"][i] != ep["instruction"]:  # a control: the words differ from the task graded
+            ep["task"] = str(info["instruction"][i])
     while not done.all():
         per_env = [_index(obs, i) for i in range(n)]
         if film:
@@ -153,6 +187,9 @@ def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = Fa
         obs, _, terminated, truncated, info = venv.step(actions)
         for i in np.flatnonzero(~done & (terminated | truncated)):
             eps[i]["success"], eps[i]["failure"] = bool(info["success"][i]), str(info["failure"][i])
+            eps[i]["disturbed"] = bool(info.get("disturbed", np.zeros(n, bool))[i])
+            if "swap_success" in info and info["_swap_success"][i]:
+                eps[i]["swap_success"] = bool(info["swap_success"][i])
             done[i] = True
     return eps
 
@@ -180,11 +217,13 @@ def failure_table(rollouts: dict, families: list[str]):
     if not any(rollouts[f].get("failures") for f in families):
         return "no episode failed"
 
-    table = Table(title="why episodes failed (privileged state at the end of each failed episode)")
+    table = Table(title="why episodes failed (privileged state at the end of each failed episode); moved another: "
+                        "episodes, failed or not, that moved an object the task does not name")
     table.add_column("family", no_wrap=True)
-    for why in FAILURES:
+    for why in (*FAILURES, "moved another"):
         table.add_column(why, justify="right")
     for f in [*families, "mean"]:
         counts = rollouts[f].get("failures", {})
-        table.add_row("all" if f == "mean" else f, *(str(counts.get(why, "")) for why in FAILURES))
+        table.add_row("all" if f == "mean" else f, *(str(counts.get(why, "")) for why in FAILURES),
+                      str(rollouts[f].get("disturbed", "") or ""))
     return table

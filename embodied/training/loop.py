@@ -240,15 +240,14 @@ def periodic_eval(run: Run, ema, d, log, step: int, episodes: int, video_dir: Pa
 
     cfg, store_attrs = run.cfg, run.store.attrs
     weights = ema.module if ema is not None else run.model
-    result = {"step": step, "split": env_config_split(store_attrs)}
+    world = tabletop_config(store_attrs)
+    result = {"step": step, "split": world.get("split"), "world": world.get("version"), "block": "selection"}
     if run.val is not None:
         result["val_loss"] = validation_loss(weights, run.val, run.language, d.device)
     # the action names let the executor commit to gripper switches, as evaluate.py does with a checkpoint
     policy = VLAPolicy(weights, spec={"action_spec": store_attrs.get("action_spec", {})}, device=d.device,
                        language=run.language)
-    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])}
-    if result["split"] is not None:
-        env_config["split"] = result["split"]
+    env_config = {"image_size": tuple(store_attrs["image_size"]), "cameras": tuple(store_attrs["cameras"])} | world
     if episodes > 0:
         result["rollouts"] = evaluate(policy, run.families, episodes, replan_every=cfg.replan_every,
                                       env_config=env_config, video_dir=video_dir,
@@ -267,14 +266,16 @@ def periodic_eval(run: Run, ema, d, log, step: int, episodes: int, video_dir: Pa
     return result
 
 
-def env_config_split(store_attrs: dict) -> str | None:
-    """The instruction split the store was collected with: evaluation uses the same phrasings. None for a
-    store of another robot than the tabletop's (Meta-World's sawyer: one instruction per task)."""
+def tabletop_config(store_attrs: dict) -> dict:
+    """The instruction split and world version the store was collected with, which evaluation uses too (a store
+    from before world versions is v0's); {} for a store of another robot than the tabletop's (Meta-World's
+    sawyer: one instruction per task)."""
     from embodied.data.collect import ROBOT
 
     if store_attrs.get("robot", ROBOT) != ROBOT:
-        return None
-    return store_attrs.get("recipe", {}).get("split", "train")
+        return {}
+    recipe = store_attrs.get("recipe", {})
+    return {"split": recipe.get("split", "train"), "version": recipe.get("world", 0)}
 
 
 class MetricsLog:

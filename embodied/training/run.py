@@ -35,15 +35,17 @@ def run(cfg: TrainConfig) -> dict:
     if rank != 0 or "rollouts" not in result:
         return {}
     families = [f for f in result["rollouts"] if f != "mean"]
-    split = result.get("split", "train")  # None: not the tabletop (Meta-World has one instruction per task)
+    split = result.get("split")  # None: not the tabletop (Meta-World has one instruction per task)
+    world = {"split": split, "version": result["world"]} if split else {}
     columns = {"VLA": result["rollouts"]}
     if cfg.random_baseline:  # the random policy sees nothing, so its envs render nothing (several times faster)
         columns["random policy"] = evaluate(RandomPolicy(), families, cfg.final_eval_episodes, progress=False,
-                                            env_config={"cameras": ()} | ({"split": split} if split else {}))
+                                            env_config={"cameras": ()} | world)
     console = Console()
-    phrasing = f"{split} instructions, " if split else ""
-    console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} held-out seeds per family, "
-                                f"{phrasing}[95% interval] (step {result['step']}, val loss "
+    phrasing = f"world v{result['world']}, {split} instructions, " if split else ""
+    console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} scenes per family of the "
+                                f"selection block (seeds from 1,000,000; the README's table reads the report block "
+                                f"with scripts/evaluate.py --block report), {phrasing}[95% interval] (step {result['step']}, val loss "
                                 f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
     out = runs / cfg.name / "eval.json"

@@ -56,7 +56,7 @@ def test_registry_names_and_instructions():
     assert all(len(instruction(t)) > 0 and not instruction(t).endswith("v3") for t in METAWORLD_IDS)
     assert instruction("drawer-open-v3") == "open the drawer"
     assert instruction("stick-pull-v3") == "stick pull"  # no hand-written one: the name in words
-    assert gym_id("reach-v3") == METAWORLD_IDS["reach-v3"] and gym_id("reach") == "embodied/Reach-v0"
+    assert gym_id("reach-v3") == METAWORLD_IDS["reach-v3"] and gym_id("reach") == "embodied/Reach-v1"
     assert [load_recipe(n).families for n in ("mt10", "mw_fewshot")][0] == MT10
     assert not set(load_recipe("mw_fewshot").families) & set(MT10)  # few-shot tasks are new to an mt10 base
 

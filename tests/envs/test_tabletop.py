@@ -15,7 +15,7 @@ from embodied.envs.tasks import InstructionError
 
 @pytest.fixture
 def env():
-    e = gym.make("embodied/Pick-v0")
+    e = gym.make("embodied/Pick-v1")
     yield e
     e.close()
 
@@ -41,7 +41,7 @@ def test_observation_contract(env):
 
 
 def test_image_size_and_cameras_configurable():
-    e = gym.make("embodied/Reach-v0", image_size=(48, 64), cameras=("wrist",))
+    e = gym.make("embodied/Reach-v1", image_size=(48, 64), cameras=("wrist",))
     obs, _ = e.reset(seed=0)
     assert set(obs["images"]) == {"wrist"} and obs["images"]["wrist"].shape == (48, 64, 3)
     e.close()
@@ -50,7 +50,7 @@ def test_image_size_and_cameras_configurable():
 def test_same_seed_and_actions_give_same_trajectory():
     runs = []
     for _ in range(2):
-        e = gym.make("embodied/Tabletop-v0", image_size=(32, 32))
+        e = gym.make("embodied/Tabletop-v1", image_size=(32, 32))
         obs, _ = e.reset(seed=7)
         rng = np.random.default_rng(0)
         states, frames = [obs["state"]], [obs["images"]["front"]]
@@ -75,7 +75,7 @@ def test_actions_move_the_gripper(env):
 
 
 def test_joint_position_actions():
-    e = gym.make("embodied/Reach-v0", action_type="joint_pos", cameras=())
+    e = gym.make("embodied/Reach-v1", action_type="joint_pos", cameras=())
     e.reset(seed=0)
     assert e.action_space.shape == (6,)
     target = np.array([0.3, 0.2, 0.5, 0.1, -0.2, 0.0], np.float32)
@@ -101,7 +101,7 @@ def test_bad_actions_raise_clear_errors(env, action, match):
 def test_unknown_task_lists_available():
     with pytest.raises(ValueError, match=r"unknown task 'fly'.*'pick'"):
         envs.TabletopEnv(task="fly")
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     with pytest.raises(ValueError, match=r"unknown task 'fly'.*'stack'"):
         e.reset(options={"task": "fly"})
     e.close()
@@ -110,14 +110,14 @@ def test_unknown_task_lists_available():
 def test_unknown_config_key_and_option_rejected():
     with pytest.raises(TypeError, match=r"unknown tabletop config keys \['imagesize'\].*image_size"):
         envs.TabletopEnv(imagesize=(64, 64))
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     with pytest.raises(ValueError, match="unknown reset options"):
         e.reset(options={"instrution": "open the drawer"})
     e.close()
 
 
 def test_instruction_naming_absent_object_lists_scene():
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     with pytest.raises(InstructionError, match=r"no object called 'purple cube'.*available: "):
         e.reset(seed=0, options={"instruction": "pick up the purple cube"})
     with pytest.raises(InstructionError, match="matches no known task"):
@@ -148,7 +148,7 @@ def test_vector_env_carries_fresh_instructions():
 
 
 def test_unknown_task_names_what_is_available():
-    assert envs.gym_id("reach") == "embodied/Reach-v0" and envs.gym_id("suite") == "embodied/Tabletop-v0"
+    assert envs.gym_id("reach") == "embodied/Reach-v1" and envs.gym_id("suite") == "embodied/Tabletop-v1"
     with pytest.raises(ValueError, match=r"unknown task 'juggle'; tabletop families: \['reach'"):
         envs.make_vector_env("juggle", num_envs=1)  # in this process, before any worker starts
 
@@ -165,7 +165,7 @@ def test_bad_config_values_name_the_field(overrides, field):
 
 
 def test_long_instruction_is_refused_with_a_short_echo():
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     with pytest.raises(InstructionError, match="too long: at most 128") as err:
         e.reset(seed=0, options={"instruction": "x" * 100_000})
     assert len(str(err.value)) < 200 and "100,000 characters" in str(err.value)
@@ -178,7 +178,7 @@ def test_quick_start_exits_cleanly(tmp_path):
     script = tmp_path / "quick.py"
     script.write_text(
         "import gymnasium as gym\nimport numpy as np\nimport embodied.envs\n"
-        "env = gym.make('embodied/Tabletop-v0')\nobs, info = env.reset(seed=0)\n"
+        "env = gym.make('embodied/Tabletop-v1')\nobs, info = env.reset(seed=0)\n"
         "env.step(env.action_space.sample())\n"
         "env.unwrapped.world.data.qvel[0] = np.inf\nenv.step(np.zeros(5, np.float32))\n")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
@@ -202,7 +202,7 @@ def test_camera_projections_point_at_each_object():
     static front camera, and for the named object in the wrist camera as the expert reaches for it."""
     from embodied.envs.experts import ScriptedExpert
 
-    e = gym.make("embodied/Pick-v0", cameras=("front", "wrist"), image_size=(96, 96))
+    e = gym.make("embodied/Pick-v1", cameras=("front", "wrist"), image_size=(96, 96))
     projections = e.unwrapped.camera_projections()
     assert set(projections["world"]) == {"front"} and set(projections["ee"]) == {"wrist"}
     front, wrist = np.asarray(projections["world"]["front"]), np.asarray(projections["ee"]["wrist"])

@@ -6,7 +6,7 @@ import pytest
 
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert, run_expert_episode
-from embodied.envs.tasks import InstructionError, in_heldout_wording, paraphrase, parse_instruction
+from embodied.envs.tasks import InstructionError, in_heldout_wording, target_families, paraphrase, parse_instruction
 
 
 @pytest.mark.parametrize("family", envs.FAMILIES)
@@ -36,7 +36,7 @@ def _two_objects(env, seed):
 
 def test_instruction_decides_which_object_moves():
     """Same scene, two instructions: the named object is lifted, the other one stays put."""
-    e = gym.make("embodied/Pick-v0", cameras=())
+    e = gym.make("embodied/Pick-v1", cameras=())
     world = e.unwrapped.world
     a, b = _two_objects(e, seed=5)
     from embodied.envs.tasks import describe
@@ -50,7 +50,7 @@ def test_instruction_decides_which_object_moves():
 
 
 def test_typed_instruction_sets_family_and_targets():
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     e.reset(seed=2)
     world = e.unwrapped.world
     plate = next(t for t in world.things if t.kind == "plate")
@@ -62,12 +62,12 @@ def test_typed_instruction_sets_family_and_targets():
     assert info["task"] == "place"
     assert e.unwrapped.task.obj == obj and e.unwrapped.task.target == plate
     obs, info = e.reset(seed=2, options={"instruction": "shut the drawer"})
-    assert info["task"] == "close_drawer" and world.drawer > 0.07  # starts open
+    assert info["task"] == "close_drawer" and world.drawer > 0.015  # starts part open: there is something to do
     e.close()
 
 
 def test_ambiguous_phrase_is_an_error():
-    e = gym.make("embodied/Tabletop-v0", cameras=())
+    e = gym.make("embodied/Tabletop-v1", cameras=())
     for seed in range(50):  # find a scene with two objects of one color
         e.reset(seed=seed)
         objs = [t for t in e.unwrapped.world.things if t.kind == "object"]
@@ -80,24 +80,42 @@ def test_ambiguous_phrase_is_an_error():
     e.close()
 
 
-def test_splits_keep_heldout_instructions_apart():
+@pytest.mark.parametrize("version", [0, 1])
+def test_splits_keep_heldout_instructions_apart(version):
+    """Each split samples exactly its kind: (held-out wording?, held-out target?) is (no, no) for train, one of
+    the two for heldout, and the one it names for heldout_wording / heldout_target."""
     suite = envs.scene.load_suite()
-    heldout_templates = {t.split("{")[0] for f in suite["families"].values() for t in f["heldout"]}
-    heldout_targets = suite["objects"]["heldout_targets"]
-
-    def is_heldout(instruction):
-        return (any(instruction.startswith(p) for p in heldout_templates)
-                or any(h in instruction for h in heldout_targets))
-
-    for split, expect in (("train", False), ("heldout", True)):
-        e = gym.make("embodied/Tabletop-v0", cameras=(), split=split)
-        seen = [e.reset(seed=s)[1]["instruction"] for s in range(40)]
+    heldout_targets = suite["worlds"][version]["heldout_targets"]
+    expected = {"train": {(False, False)}, "heldout": {(True, False), (False, True)},
+                "heldout_wording": {(True, False)}, "heldout_target": {(False, True)}}
+    for split, allowed in expected.items():
+        e = gym.make(f"embodied/Tabletop-v{version}", cameras=(), split=split, families=tuple(target_families()))
+        kinds = set()
+        for seed in range(30):
+            _, info = e.reset(seed=seed)
+            task = e.unwrapped.task
+            named = [t for t in (task.obj, task.target) if t is not None]
+            new_target = any(set(h.split()) <= t.words for h in heldout_targets for t in named)
+            kinds.add((in_heldout_wording(info["instruction"], info["task"], suite), new_target))
         e.close()
-        assert all(is_heldout(s) == expect for s in seen), (split, seen)
+        assert kinds == allowed, (split, kinds)  # 30 scenes show every allowed kind
+
+
+def test_compositional_holdout_still_names_every_color_shape_and_size():
+    """World v1 holds out a quarter of the 16 objects as targets (two color-shape pairs, both sizes) and one
+    plate color; every color, shape and size is still named by some training target."""
+    world = envs.scene.World(1)
+    held = [o for o in world.objects if any(set(h.split()) <= o.words for h in world.heldout_targets)]
+    trained = [o for o in world.objects if o not in held]
+    assert len(held) == len(world.objects) // 4
+    for attr in ("color", "shape", "size"):
+        assert {getattr(o, attr) for o in trained} == {getattr(o, attr) for o in world.objects}
+    plates = [p for p in world.plates if any(set(h.split()) <= p.words for h in world.heldout_targets)]
+    assert len(plates) == 1
 
 
 def test_expert_requires_end_effector_actions():
-    e = gym.make("embodied/Pick-v0", cameras=(), action_type="joint_pos")
+    e = gym.make("embodied/Pick-v1", cameras=(), action_type="joint_pos")
     with pytest.raises(ValueError, match="end-effector deltas"):
         ScriptedExpert(e)
     e.close()
@@ -190,3 +208,88 @@ def test_paraphrase_keeps_the_command_and_leaves_other_text_alone():
         assert paraphrase(text, family, suite, rng) == text
     assert in_heldout_wording("raise the yellow cylinder off the table", "pick", suite)
     assert not in_heldout_wording("pick up the yellow cylinder", "pick", suite)  # a held-out target, not wording
+
+
+def test_drawer_start_no_longer_gives_the_task_away():
+    """v0: open starts shut and close starts open, so the scene tells the family; v1: one range for both."""
+    for version, (open_range, close_range) in ((0, ((0, 0.011), (0.079, 0.12))), (1, ((0.019, 0.071),) * 2)):
+        for family, (lo, hi) in (("open_drawer", open_range), ("close_drawer", close_range)):
+            e = gym.make(envs.env_id(family, version), cameras=())
+            starts = [(e.reset(seed=s), e.unwrapped.world.drawer)[1] for s in range(15)]
+            e.close()
+            assert all(lo <= x <= hi for x in starts), (version, family, starts)
+
+
+def test_v1_moves_the_cabinet_and_buttons_and_v0_keeps_them():
+    positions = {}
+    for version in (0, 1):
+        e = gym.make(envs.env_id("press_button", version), cameras=())
+        world = e.unwrapped.world
+        seen = []
+        for seed in range(12):
+            e.reset(seed=seed)
+            buttons = [world.pos(t)[:2] for t in world.things if t.kind == "button"]
+            seen.append(np.concatenate([world.cabinet_pos[:2], *buttons]))
+        e.close()
+        positions[version] = np.array(seen)
+    assert np.ptp(positions[0], axis=0).max() < 1e-6  # fixed
+    assert np.ptp(positions[1], axis=0).min() > 0.02  # every coordinate varies
+    assert set(np.sign(positions[1][:, 1])) == {-1.0, 1.0}  # the cabinet stands on both sides
+    assert np.all(np.sign(positions[1][:, 1]) != np.sign(positions[1][:, 3]))  # the buttons on the other
+
+
+def test_success_must_hold_for_the_dwell():
+    """World v1 ends an episode only after the success predicate held 5 control steps in a row."""
+    from embodied.envs.tasks import success
+
+    e = gym.make(envs.env_id("pick", 1), cameras=())
+    obs, _ = e.reset(seed=3)
+    expert = ScriptedExpert(e, seed=3)
+    held, terminated = [], False
+    while not terminated:
+        obs, _, terminated, truncated, info = e.step(expert.act(obs)[0])
+        held.append(success(e.unwrapped.task, e.unwrapped.world))
+        assert not truncated
+    assert info["success"] and held[-5:] == [True] * 5 and not all(held[:-4])
+    e.close()
+
+
+def test_moving_another_object_is_reported():
+    e = gym.make(envs.env_id("reach", 1), cameras=())
+    e.reset(seed=4)
+    base = e.unwrapped
+    other = next(t for t in base.world.things if t.kind == "object" and t is not base.task.obj)
+    _, _, _, _, info = e.step(np.zeros(5, np.float32))
+    assert not info["disturbed"]
+    qadr = base.world._qadr[other.name]
+    base.world.data.qpos[qadr] += 0.04  # knocked 4 cm along x
+    _, _, _, _, info = e.step(np.zeros(5, np.float32))
+    assert info["disturbed"] and not info["success"]
+    e.close()
+
+
+def test_instruction_controls_blank_and_swap():
+    """blank shows no words; swap shows another valid instruction of the scene and grades both goals."""
+    from gymnasium.utils.env_checker import check_env
+
+    blank = gym.make(envs.env_id("press_button", 1), instruction="blank")
+    obs, info = blank.reset(seed=1)
+    assert obs["instruction"] == "" and info["instruction"].startswith(("press", "push", "hit"))
+    check_env(blank.unwrapped, skip_render_check=True)
+    blank.close()
+    e = gym.make(envs.env_id("press_button", 1), instruction="swap", cameras=())
+    obs, info = e.reset(seed=1)
+    base = e.unwrapped
+    assert base.swap.obj is not base.task.obj and obs["instruction"] == base.swap.instruction != info["instruction"]
+    base.task, base.swap = base.swap, base.task  # the expert presses the swapped button: graded as the swap's goal
+    expert = ScriptedExpert(e, seed=1)
+    terminated = False
+    while not terminated:
+        obs, _, terminated, truncated, info = e.step(expert.act(obs)[0])
+        assert not truncated
+    assert info["success"] and not info["swap_success"]
+    e.close()
+    drawer = gym.make(envs.env_id("open_drawer", 1), instruction="swap", cameras=())
+    obs, info = drawer.reset(seed=2)
+    assert drawer.unwrapped.swap.family == "close_drawer" and "drawer" in obs["instruction"]
+    drawer.close()
