@@ -77,9 +77,9 @@ class Args:
 
 def main(args: Args) -> None:
     from embodied.envs import FAMILIES, METAWORLD_IDS, available
-    from embodied.evaluation.probe import PROBES, language_probe
     from embodied.envs.tabletop import INSTRUCTION_CONTROLS
     from embodied.envs.tasks import SPLITS, world_versions
+    from embodied.evaluation.probe import PROBES, language_probe
     from embodied.evaluation.rollouts import SEED_BLOCKS, RandomPolicy, block_of, evaluate, failure_table, scene_seeds
     from embodied.evaluation.suite import load_policy, results_table, versions
 
@@ -103,7 +103,8 @@ def main(args: Args) -> None:
     if len({f in METAWORLD_IDS for f in families}) > 1:
         raise UserError(f"--families mixes tabletop families and Meta-World tasks {families}; evaluate each apart")
     if suite == "metaworld" and (args.split != "train" or args.instruction != "given" or args.world is not None):
-        raise UserError("--split, --instruction and --world apply to the tabletop; a Meta-World task has one instruction")
+        raise UserError("--split, --instruction and --world apply to the tabletop; a Meta-World task has one "
+                        "instruction")
     world = trained_world(info) if args.world is None else args.world
     if args.split == "heldout_target":
         from embodied.envs.tasks import target_families
@@ -129,7 +130,8 @@ def main(args: Args) -> None:
         columns["random policy"] = evaluate(RandomPolicy(), families, args.episodes, seed_start, args.num_envs,
                                             progress=False, env_config={**env_config, "cameras": ()})
     if args.instruction == "swap":  # the same episodes graded at the goal the words named
-        columns = {f"{k}: {goal}": goals(v, goal) for k, v in columns.items() for goal in ("original goal", "swapped goal")}
+        columns = {f"{k}: {goal}": goals(v, goal) for k, v in columns.items()
+                   for goal in ("original goal", "swapped goal")}
     console = Console()
     where = (f"world v{world}, {args.split} split, instruction {args.instruction}, " if suite == "tabletop"
              else "Meta-World, ")
@@ -141,7 +143,8 @@ def main(args: Args) -> None:
     result = {"policy": info, "suite": suite, "split": args.split if suite == "tabletop" else None,
               "world": world if suite == "tabletop" else None, "instruction": args.instruction,
               "families": families, "block": block_of(seed_start),
-              "seeds": {f: scene_seeds(seed_start, f, args.episodes) for f in families}, "replan_every": args.replan_every,
+              "seeds": {f: scene_seeds(seed_start, f, args.episodes) for f in families},
+              "replan_every": args.replan_every,
               "commit_gripper": args.commit_gripper, "results": main_result,
               "random": columns.get("random policy"), "episodes_per_minute": per_minute, "versions": versions()}
     if args.split == "heldout" and suite == "tabletop":

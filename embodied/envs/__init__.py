@@ -92,5 +92,6 @@ def _make(family: str, config: dict) -> gym.Env:
     return gym.make(gym_id(family, config.get("version")), **config)
 
 
-__all__ = ["ENV_IDS", "FAMILIES", "METAWORLD_IDS", "WORLD_VERSION", "TabletopConfig", "TabletopEnv", "default_config", "env_id",
+__all__ = ["ENV_IDS", "FAMILIES", "METAWORLD_IDS", "WORLD_VERSION", "TabletopConfig", "TabletopEnv", "default_config",
+           "env_id",
            "available", "expert_for", "gym_id", "make_vector_env"]

@@ -38,7 +38,8 @@ class Trace:
         self.closest_drawer = np.inf
         self.lifted = False
         named = {t.name for t in (task.obj, task.target) if t is not None}
-        self.bystanders = {t.name: (t, world.pos(t)) for t in world.things if t.kind == "object" and t.name not in named}
+        self.bystanders = {t.name: (t, world.pos(t)) for t in world.things
+                           if t.kind == "object" and t.name not in named}
 
     def _candidates(self) -> list[Thing]:
         return ([self.target] if self.target is not None else []) + self.others

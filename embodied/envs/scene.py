@@ -147,7 +147,8 @@ class World:
         plates = [self.plates[i] for i in rng.choice(len(self.plates), 2, replace=False)]
         colors = rng.choice(self.catalog["button_colors"], 2, replace=False)
         buttons = [Thing(b, "button", "button", str(c)) for b, c in zip(self._buttons, colors, strict=True)]
-        layout = Layout(things=objs + plates + buttons, drawer=float(rng.uniform(*self.spec["drawer_start"]["default"])))
+        drawer = float(rng.uniform(*self.spec["drawer_start"]["default"]))
+        layout = Layout(things=objs + plates + buttons, drawer=drawer)
         placed: list[tuple[float, float, float]] = []  # x, y, radius
         for t in plates + objs:  # plates first: they need the most room
             radius = PLATE_RADIUS if t.kind == "plate" else t.half * 1.42

@@ -171,7 +171,8 @@ def _run_wave(venv, policy, seeds: list[int], replan_every: int, film: bool = Fa
     eps = [{"success": False, "failure": "", "seed": int(s), "instruction": str(obs["instruction"][i]), "frames": []}
            for i, s in enumerate(seeds)]
     for i, ep in enumerate(eps):
-        if "instruction" in info and info["instruction"][i] != ep["instruction"]:  # a control: the words differ from the task graded
+        # a control: the words shown differ from the task graded
+        if "instruction" in info and info["instruction"][i] != ep["instruction"]:
             ep["task"] = str(info["instruction"][i])
     while not done.all():
         per_env = [_index(obs, i) for i in range(n)]

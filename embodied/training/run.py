@@ -45,7 +45,8 @@ def run(cfg: TrainConfig) -> dict:
     phrasing = f"world v{result['world']}, {split} instructions, " if split else ""
     console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} scenes per family of the "
                                 f"selection block (seeds from 1,000,000; the README's table reads the report block "
-                                f"with scripts/evaluate.py --block report), {phrasing}[95% interval] (step {result['step']}, val loss "
+                                f"with scripts/evaluate.py --block report), {phrasing}[95% interval] "
+                                f"(step {result['step']}, val loss "
                                 f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
     out = runs / cfg.name / "eval.json"

@@ -40,12 +40,25 @@ def test_shipped_recipes_load():
     ({"families": ["juggle"]}, "unknown families"),
     ({"split": "test"}, "split must be"),
     ({"cameras": ["top"]}, "cameras must be"),
+    ({"world": 7}, r"world must be one of \[0, 1\], got 7"),
 ])
 def test_bad_recipes_are_refused(tmp_path, fields, match):
     with pytest.raises(ValueError, match=match):
         load_recipe(write_recipe(tmp_path / "r.yaml", **fields))
     with pytest.raises(FileNotFoundError, match="available: .*pretrain_small"):
         load_recipe("no_such_recipe")
+
+
+def test_a_store_records_its_world_and_training_evaluates_in_it(tmp_path):
+    """The recipe's world version travels with the store; a store from before versions is v0's."""
+    from embodied.data.collect import collected_as
+    from embodied.training.loop import tabletop_config
+
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", world=0))
+    assert recipe.env_config()["version"] == 0 and load_recipe("pretrain_small").env_config()["version"] == 1
+    assert tabletop_config({"recipe": collected_as(recipe)}) == {"split": "train", "version": 0}
+    assert tabletop_config({"recipe": {"split": "heldout"}}) == {"split": "heldout", "version": 0}
+    assert tabletop_config({"robot": "sawyer", "recipe": {}}) == {}
 
 
 def test_metaworld_recipe_without_metaworld_says_how(tmp_path):

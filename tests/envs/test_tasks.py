@@ -6,7 +6,7 @@ import pytest
 
 import embodied.envs as envs
 from embodied.envs.experts import ScriptedExpert, run_expert_episode
-from embodied.envs.tasks import InstructionError, in_heldout_wording, target_families, paraphrase, parse_instruction
+from embodied.envs.tasks import InstructionError, in_heldout_wording, paraphrase, parse_instruction, target_families
 
 
 @pytest.mark.parametrize("family", envs.FAMILIES)

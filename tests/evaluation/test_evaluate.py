@@ -22,12 +22,14 @@ def test_expert_and_random_on_fixed_seeds_with_versions(tmp_path):
                    "--json", "e.json", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "e.json").read_text())
-    assert result["seeds"] == [500, 501, 502, 503] and result["families"] == ["reach", "press_button"]
+    press = 500 + 7 * 100_000  # each family its own scenes: press_button is the suite's 8th
+    assert result["seeds"] == {"reach": [500, 501, 502, 503], "press_button": list(range(press, press + 4))}
+    assert result["families"] == ["reach", "press_button"] and result["block"] == "seeds from 500"
     assert result["results"]["mean"]["success"] == 1.0 and result["results"]["mean"]["episodes"] == 8
     assert result["random"]["mean"]["success"] <= 0.25  # same seeds, random actions
     for column in ("results", "random"):  # every episode on record: its seed, instruction and outcome
         runs = result[column]["press_button"]["runs"]
-        assert [r["seed"] for r in runs] == [500, 501, 502, 503]
+        assert [r["seed"] for r in runs] == list(range(press, press + 4))
         assert all(r["instruction"].endswith("button") for r in runs), runs
         assert sum(r["success"] for r in runs) == 4 * result[column]["press_button"]["success"]
     assert result["results"]["reach"]["runs"][0]["instruction"] == result["random"]["reach"]["runs"][0]["instruction"]
@@ -62,6 +64,29 @@ def test_heldout_split_is_told_apart_by_what_is_new(tmp_path):
     worded = sum(r["instruction"].startswith("raise the") for r in runs)
     assert kinds == {"wording": [worded, worded], "target": [6 - worded, 6 - worded]}, (kinds, runs)
     assert "held-out wording" in out.stdout
+
+
+def test_instruction_controls_grade_the_original_and_the_swapped_goal(tmp_path):
+    """The expert plans from the task, not the words: with swapped words it still reaches the original goal (100%)
+    and never the swapped one, which a policy that reads the words would reach; blank shows no words."""
+    out = evaluate("expert", "--instruction", "swap", "--families", "press_button", "open_drawer", "--episodes", "3",
+                   "--block", "report", "--no-random-baseline", "--json", "s.json", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["block"] == "report" and result["seeds"]["press_button"][0] == 5_000_000 + 7 * 100_000
+    for family in ("press_button", "open_drawer"):
+        r = result["results"][family]
+        assert r["success"] == 1.0 and r["swap"]["success"] == 0.0, r
+        assert all(run["task"] != run["instruction"] for run in r["runs"])
+    assert all("close the drawer" in run["instruction"] or "shut" in run["instruction"] or "push the drawer" in
+               run["instruction"] for run in result["results"]["open_drawer"]["runs"])
+    assert "swapped goal" in out.stdout
+    out = evaluate("expert", "--instruction", "blank", "--families", "reach", "--episodes", "2", "--no-random-baseline",
+                   "--json", "b.json", tmp_path=tmp_path)
+    runs = json.loads((tmp_path / "b.json").read_text())["results"]["reach"]["runs"]
+    assert out.returncode == 0 and [r["instruction"] for r in runs] == ["", ""] and all(r["task"] for r in runs)
+    out = evaluate("expert", "--instruction", "shout", tmp_path=tmp_path)
+    assert out.returncode != 0 and "--instruction must be one of given, blank, swap" in out.stderr
 
 
 def test_the_failure_table_counts_reasons_and_says_when_none_failed():
