@@ -207,10 +207,11 @@ def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool =
 
 def _next_seeds(recipe: Recipe, have: dict, tried: dict) -> list[tuple[str, int]]:
     jobs = []
-    for family in recipe.families:
+    span = recipe.episodes_per_family * recipe.max_seed_factor
+    for k, family in enumerate(recipe.families):
         need = recipe.episodes_per_family - have[family]
-        last = recipe.seed_start + recipe.episodes_per_family * recipe.max_seed_factor
-        seeds = (s for s in range(recipe.seed_start, last) if s not in tried[family])
+        first = recipe.seed_start + (0 if recipe.shared_scenes else k * span)
+        seeds = (s for s in range(first, first + span) if s not in tried[family])
         for seed in list(zip(range(max(0, need)), seeds, strict=False)):
             jobs.append((family, seed[1]))
             tried[family].add(seed[1])

@@ -25,6 +25,10 @@ class Recipe:
     """Successful episodes to keep per family."""
     seed_start: int = 0
     """First env seed; family episodes use seeds from here up."""
+    shared_scenes: bool = True
+    """Every family records the same seeds, so the same layouts (a seed draws the scene before the task); False
+    gives family k the seeds from seed_start + k * episodes_per_family * max_seed_factor: as many distinct
+    scenes as episodes."""
     max_seed_factor: int = 3
     """Give up on a family after trying episodes_per_family * this many seeds."""
     image_size: tuple[int, int] = (96, 96)

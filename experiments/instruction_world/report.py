@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import tyro
@@ -31,7 +32,7 @@ CONDITIONS = {  # name -> evaluate.py flags
 
 @dataclass
 class Args:
-    runs: list[Path]
+    runs: Annotated[list[Path], tyro.conf.Positional]
     """Trained runs (or checkpoints) of the same recipe, one per training seed."""
     episodes: int = 30
     """Scenes per family."""

@@ -163,3 +163,18 @@ def test_store_of_older_experts_is_not_topped_up(tmp_path):
     store.set_attrs(recipe=old)
     with pytest.raises(StoreError, match=rf"'experts': 1.*'experts': {EXPERTS_VERSION}.*delete the store"):
         open_or_create(out, load_recipe(recipe))
+
+
+def test_scenes_are_shared_across_families_or_each_its_own():
+    """shared_scenes (the default) gives every family the same seeds, so the same layouts; False gives each family
+    a seed range of its own."""
+    from embodied.data.collect import _next_seeds
+    from embodied.data.recipes import Recipe
+
+    fams = ["reach", "pick"]
+    for shared in (True, False):
+        recipe = Recipe(name="t", families=fams, episodes_per_family=3, shared_scenes=shared)
+        jobs = _next_seeds(recipe, {f: 0 for f in fams}, {f: set() for f in fams})
+        seeds = {f: [s for g, s in jobs if g == f] for f in fams}
+        assert seeds["reach"] == [0, 1, 2]
+        assert seeds["pick"] == ([0, 1, 2] if shared else [9, 10, 11])
