@@ -179,7 +179,8 @@ def test_eval_script_with_heldout_split_and_language_probe(store, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["split"] == "heldout" and result["results"]["press_button"]["episodes"] == 2
-    assert result["seeds"] == [1_000_000, 1_000_001] and len(result["policy"]["model_sha256"]) == 64
+    assert result["seeds"] == {"press_button": [1_700_000, 1_700_001]}  # the selection block, press_button's scenes
+    assert result["block"] == "selection" and len(result["policy"]["model_sha256"]) == 64
     assert result["versions"]["mujoco"] and result["versions"]["commit"]
     probe = result["probe"]["press_button"]
     assert probe["runs"] == 2  # one scene, each of its two buttons named
