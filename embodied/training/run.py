@@ -16,7 +16,7 @@ from embodied.training.config import TrainConfig
 
 def run(cfg: TrainConfig) -> dict:
     """Returns the final evaluation ({} on other ranks or when stopped early)."""
-    from embodied.evaluation.rollouts import RandomPolicy, evaluate, failure_table
+    from embodied.evaluation.rollouts import EVAL_SEED_START, RandomPolicy, evaluate, failure_table
     from embodied.evaluation.suite import results_table, versions
     from embodied.training.loop import train
 
@@ -44,8 +44,8 @@ def run(cfg: TrainConfig) -> dict:
     console = Console()
     phrasing = f"world v{result['world']}, {split} instructions, " if split else ""
     console.print(results_table(f"{cfg.name}: success over {cfg.final_eval_episodes} scenes per family of the "
-                                f"selection block (seeds from 1,000,000; the README's table reads the report block "
-                                f"with scripts/evaluate.py --block report), {phrasing}[95% interval] "
+                                f"selection block (seeds from {EVAL_SEED_START:,}; the README's table reads the "
+                                f"report block with scripts/evaluate.py --block report), {phrasing}[95% interval] "
                                 f"(step {result['step']}, val loss "
                                 f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
