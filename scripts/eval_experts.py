@@ -2,6 +2,7 @@
 
     python scripts/eval_experts.py                      # 50 seeds per family, noise 0 and 0.2
     python scripts/eval_experts.py --seeds 10 --noise 0.1 --json expert_success.json
+    python scripts/eval_experts.py --families stack put_in_drawer place_next_to press_then_pick --noise 0 0.3
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 import embodied.envs as envs
 from embodied.envs.experts import run_expert_episode
-from embodied.errors import cli
+from embodied.errors import UserError, cli
 
 
 @dataclass
@@ -32,13 +33,18 @@ class Args:
     """Instruction split: train, heldout, heldout_wording, heldout_target or all."""
     world: int = envs.WORLD_VERSION
     """World version (0: the original world)."""
+    families: list[str] = field(default_factory=lambda: list(envs.FAMILIES))
+    """Families to run (default: every one)."""
     json: Path | None = None
     """Also write the figures here."""
 
 
 def main(args: Args) -> None:
     results: dict[str, dict[str, dict]] = {}
-    jobs = [(f, n) for f in envs.FAMILIES for n in args.noise]
+    unknown = sorted(set(args.families) - set(envs.FAMILIES))
+    if unknown:
+        raise UserError(f"unknown families {unknown}; {envs.available()}")
+    jobs = [(f, n) for f in args.families for n in args.noise]
     for family, noise in tqdm(jobs, desc="families x noise"):
         env = gym.make(envs.env_id(family, args.world), cameras=(), split=args.split)  # state only: fast
         runs = [run_expert_episode(env, seed, noise=noise) for seed in range(args.seeds)]

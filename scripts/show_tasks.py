@@ -1,5 +1,5 @@
-"""Show the task suite: a contact sheet (PNG) of every family's first frame from both cameras with
-the instruction as caption, and an mp4 of a scripted-expert episode per family.
+"""Show the task suite: a contact sheet (PNG) of every family's first and last frame of a scripted-expert
+episode, both cameras, with the instruction as caption, and an mp4 of each episode.
 
     python scripts/show_tasks.py                  # docs/tasks.png and videos/tasks/<family>.mp4
     python scripts/show_tasks.py --no-videos --seed 3
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import tyro
 from tqdm import tqdm
 
@@ -39,15 +40,19 @@ def main(args: Args) -> None:
     for i, family in enumerate(tqdm(envs.FAMILIES, desc="families")):
         env = gym.make(envs.ENV_IDS[family])
         obs, info = env.reset(seed=args.seed + i)
-        tiles.append(caption(side_by_side(obs["images"], args.scale), f"{family}: {info['instruction']}"))
-        if args.videos:
-            expert, frames, done = ScriptedExpert(env), [], False
-            while not done:
+        first = side_by_side(obs["images"], args.scale)
+        expert, frames, done = ScriptedExpert(env), [], False
+        while not done:
+            if args.videos:
                 frames.append(caption(side_by_side(obs["images"], args.scale), info["instruction"], lines=2))
-                obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
-                done = terminated or truncated
-            outcome = "success" if info["success"] else "failure"
-            last = side_by_side(obs["images"], args.scale)
+            obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
+            done = terminated or truncated
+        outcome = "success" if info["success"] else "failure"
+        last = side_by_side(obs["images"], args.scale)
+        gap = np.full((first.shape[0], 6, 3), 255, np.uint8)
+        tiles.append(caption(np.concatenate([first, gap, last], axis=1),
+                             f"{family}: {info['instruction']}  (start | expert's end: {outcome})", lines=2))
+        if args.videos:
             frames += [caption(last, f"{info['instruction']}  [{outcome}]", lines=2)] * 10
             write_mp4(args.video_dir / f"{family}.mp4", frames, fps=env.metadata["render_fps"])
         env.close()

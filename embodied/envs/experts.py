@@ -95,12 +95,13 @@ class ScriptedExpert:
                 return
             yield from self._wait(OPEN, 3)
 
-    def _put_down(self, task: Task, world: World, surface):
-        """Lower the held object onto surface() over the target, correcting for where the object
-        sits in the grip; give up early if it slips out."""
+    def _put_down(self, task: Task, world: World, surface, over=None):
+        """Lower the held object onto surface() over the target (or over over(), a point), correcting for where
+        the object sits in the grip; give up early if it slips out."""
         o = task.obj
+        where = over or (lambda: world.pos(task.target))
         offset = lambda: world.grasp_pos - world.pos(o)  # noqa: E731
-        over = lambda h: np.append(world.pos(task.target)[:2] + offset()[:2], h)  # noqa: E731
+        over = lambda h: np.append(where()[:2] + offset()[:2], h)  # noqa: E731
         dropped = lambda: not world.touched(o)  # noqa: E731
         yield from self._move(lambda: over(CLEAR), CLOSED, tol=0.01, abort=dropped)
         yield from self._move(lambda: over(surface() + o.half + 0.006 + offset()[2]), CLOSED, tol=0.004)
@@ -147,6 +148,46 @@ class ScriptedExpert:
         yield from self._move(ahead, CLOSED, max_steps=80, until=moved)
         yield from self._hold(CLOSED)
 
+    def _place_next_to(self, task: Task, world: World):
+        """Put the object down beside the other a few millimetres apart, on the side the fingers do not open
+        toward (so they miss it), the side nearer the object's start."""
+        o, other = task.obj, task.target
+
+        def spot():
+            across = np.cross(world.finger_axis, [0.0, 0.0, 1.0])
+            across *= np.sign(across @ (task.start - world.pos(other))) or 1.0
+            return world.pos(other) + across * (_extent(o, across, world) + _extent(other, across, world) + 0.006)
+
+        for _ in range(3):
+            yield from self._grasp(task, world)
+            if world.grasped(o):
+                yield from self._put_down(task, world, lambda: 0.0, over=spot)
+            if success(task, world):
+                break
+        yield from self._hold(OPEN)
+
+    def _put_in_drawer(self, task: Task, world: World):
+        o = task.obj
+        offset = lambda: world.grasp_pos - world.pos(o)  # noqa: E731
+        over = lambda h: np.append(world.drawer_center[:2] + offset()[:2], h)  # noqa: E731
+        for _ in range(3):
+            yield from self._grasp(task, world)
+            if not world.grasped(o):
+                continue
+            yield from self._move(lambda: over(CLEAR), CLOSED, tol=0.01, abort=lambda: not world.touched(o))
+            yield from self._move(lambda: over(world.drawer_center[2] + o.half + 0.012 + offset()[2]), CLOSED,
+                                  tol=0.004)
+            yield from self._wait(OPEN, 5)
+            yield from self._move(lambda: np.append(world.grasp_pos[:2], CLEAR), OPEN, tol=0.01)
+            if success(task, world):
+                break
+        yield from self._hold(OPEN)
+
+    def _press_then_pick(self, task: Task, world: World):
+        yield from self._press(task.target, world)
+        yield from self._grasp(task, world)
+        yield from self._hold(CLOSED)
+
     def _open_drawer(self, task: Task, world: World):
         inside = lambda: world.drawer_front + [0.025, 0, 0]  # noqa: E731
         yield from self._move(lambda: np.append(inside()[:2], CLEAR), CLOSED, tol=0.01)
@@ -163,12 +204,29 @@ class ScriptedExpert:
         yield from self._hold(CLOSED)
 
     def _press_button(self, task: Task, world: World):
-        top = lambda: world.pos(task.obj)  # noqa: E731
+        yield from self._press(task.obj, world)
+        yield from self._hold(CLOSED)
+
+    def _press(self, button, world: World):
+        top = lambda: world.pos(button)  # noqa: E731
         yield from self._move(lambda: top() + [0, 0, 0.08], CLOSED, tol=0.01)
         yield from self._move(lambda: top() + [0, 0, TIP - 0.014], CLOSED, tol=0.004, max_steps=30)
         yield from self._wait(CLOSED, world.spec["success_steps"] + 1)
         yield from self._move(lambda: top() + [0, 0, 0.08], CLOSED, tol=0.01)
-        yield from self._hold(CLOSED)
+
+
+def _extent(t, direction: np.ndarray, world: World) -> float:
+    """How far an object reaches from its centre along a horizontal direction (a turned cube reaches further)."""
+    if t.shape != "cube":
+        return t.half
+    angle = np.arctan2(direction[1], direction[0]) - world.yaw(t)
+    return t.half * (abs(np.cos(angle)) + abs(np.sin(angle)))
+
+
+def _toward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(3,) horizontal unit vector from a to b."""
+    v = np.append((b - a)[:2], 0.0)
+    return v / max(np.linalg.norm(v), 1e-9)
 
 
 def _nearest_yaw(object_yaw: float, current: float) -> float:

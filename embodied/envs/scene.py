@@ -17,6 +17,9 @@ PLATE_RADIUS = 0.055
 PLATE_HALF_HEIGHT = 0.005
 OBJECT_MASS = 0.06
 DRAWER_OPEN = 0.12  # joint range of the drawer (m)
+# the drawer's inside in its body frame (envs/assets/tabletop.xml): centre x, x range, half width in y; floor top z
+DRAWER_INSIDE = (-0.004, (-0.074, 0.066), 0.062)
+DRAWER_FLOOR = 0.018
 BUTTON_PRESSED = -0.008  # button joint below this counts as pressed (m)
 WORLD_VERSION = 1  # the newest world (envs/tasks.yaml `worlds`); env ids without a version get it
 FIXTURES = ("cabinet", "button_a", "button_b")
@@ -230,8 +233,29 @@ class World:
     def drawer_front(self) -> np.ndarray:  # (3,) inner face of the drawer front panel
         return self.data.site_xpos[self.model.site("drawer_front").id].copy()
 
+    @property
+    def drawer_center(self) -> np.ndarray:  # (3,) the middle of the drawer's floor (its top face)
+        return self.data.xpos[self.model.body("drawer").id] + [DRAWER_INSIDE[0], 0.0, DRAWER_FLOOR]
+
+    def in_drawer(self, t: Thing) -> bool:
+        """Whether an object rests on the drawer's floor, inside its four walls."""
+        rel = self.pos(t) - self.data.xpos[self.model.body("drawer").id]
+        (x0, x1), half_y = DRAWER_INSIDE[1], DRAWER_INSIDE[2]
+        inside = x0 + 0.005 < rel[0] < x1 - 0.005 and abs(rel[1]) < half_y - 0.005
+        return bool(inside and rel[2] < DRAWER_FLOOR + t.half + 0.012)
+
+    def gap(self, a: Thing, b: Thing) -> float:
+        """The shortest distance between two objects' surfaces (m; 0 or less in contact)."""
+        return float(mujoco.mj_geomDistance(self.model, self.data, self._geom[a.name], self._geom[b.name], 1.0, None))
+
     def button_depth(self, t: Thing) -> float:
         return float(self.data.qpos[self.model.jnt_qposadr[self.model.joint(t.name).id]])
+
+    @property
+    def finger_axis(self) -> np.ndarray:  # (3,) horizontal unit vector the fingers open and close along
+        left, right = (self.data.geom_xpos[g] for g in self._fingers)
+        v = np.append((left - right)[:2], 0.0)
+        return v / max(np.linalg.norm(v), 1e-9)
 
     @property
     def grasp_pos(self) -> np.ndarray:

@@ -64,7 +64,7 @@ class TabletopConfig:
     settle_steps: int = 25
     """Physics steps run after reset so objects come to rest."""
     families: tuple[str, ...] = field(default_factory=tuple)
-    """Families a suite env samples from (empty = all)."""
+    """Families a suite env samples from (empty = the world's `suite` in envs/tasks.yaml)."""
     front_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Move the front camera by this much (m, world x y z; it keeps looking at the workspace): video from
     another camera placement than the policy's."""
@@ -150,7 +150,7 @@ class TabletopEnv(gym.Env):
         cfg = make_config(**overrides)
         self.config, self.render_mode = cfg, render_mode
         self.world = World(cfg.version)
-        self.families = list(cfg.families or self.world.suite["families"])
+        self.families = list(cfg.families or self.world.spec["suite"])
         self._check_family(task)
         for f in self.families:
             self._check_family(f)
@@ -227,6 +227,8 @@ class TabletopEnv(gym.Env):
         for task in (self.task, self.swap):
             if task is not None and task.obj is not None:
                 task.start = world.pos(task.obj)
+            if task is not None and task.target is not None:
+                task.target_start = world.pos(task.target)
         self._trace = Trace(self.task, world)
         self._trace.update(world)
         self._held = self._held_swap = 0  # control steps the success predicate has held in a row
@@ -243,12 +245,14 @@ class TabletopEnv(gym.Env):
         mujoco.mj_step(m, d, self.substeps)
         graded = bool(self.task.family)
         if graded:
+            tasks.advance(self.task, self.world)
             self._trace.update(self.world)
         need = self.world.spec["success_steps"]
         self._held = self._held + 1 if graded and tasks.success(self.task, self.world) else 0
         success = self._held >= need
         info = self._info(success)
         if self.swap is not None:
+            tasks.advance(self.swap, self.world)
             self._held_swap = self._held_swap + 1 if tasks.success(self.swap, self.world) else 0
             info["swap_success"] = self._held_swap >= need
         return self._observation(), float(success), success or info.get("swap_success", False), False, info
@@ -265,6 +269,8 @@ class TabletopEnv(gym.Env):
         self.task.instruction = text
         if self.task.obj is not None:
             self.task.start = self.world.pos(self.task.obj)
+        if self.task.target is not None:
+            self.task.target_start = self.world.pos(self.task.target)
         self._trace = Trace(self.task, self.world) if self.task.family else None
         if self._trace is not None:
             self._trace.update(self.world)

@@ -20,6 +20,7 @@ DIRECTIONS = {  # from the robot's point of view: it faces +x
 }
 PUSH_DISTANCE = 0.08  # success: displaced at least this far along the direction (m)
 MAX_INSTRUCTION = 128  # characters; the observation space's Text limit
+NEXT_TO = 0.02  # place_next_to: the two objects' surfaces closer than this (m), and the other moved less than this
 LIFT_HEIGHT = 0.06  # success: raised at least this far off the table (m)
 # which instructions a split samples: (wording held out?, target held out?) pairs it allows
 SPLITS = {
@@ -39,6 +40,9 @@ SLOTS = {
     "open_drawer": {},
     "close_drawer": {},
     "press_button": {"obj": ("button",)},
+    "put_in_drawer": {"obj": ("object",)},
+    "place_next_to": {"obj": ("object",), "target": ("object",)},
+    "press_then_pick": {"obj": ("object",), "target": ("button",)},
 }
 
 
@@ -54,6 +58,8 @@ class Task:
     target: Thing | None = None
     direction: str | None = None
     start: np.ndarray | None = None  # initial position of obj (set at reset)
+    target_start: np.ndarray | None = None  # initial position of target (set at reset)
+    pressed: bool = False  # press_then_pick: the button went down while the object still stood on the table
 
 
 def describe(t: Thing, things: list[Thing]) -> str:
@@ -87,6 +93,12 @@ def candidates(family: str, world: World) -> list[dict]:
                 if b.shape == "cube" and o is not b and o.half <= b.half]
     if family == "press_button":
         return [{"obj": t} for t in world.things if t.kind == "button"]
+    if family == "put_in_drawer":
+        return [{"obj": o} for o in objs]
+    if family == "place_next_to":
+        return [{"obj": o, "target": b} for o in objs for b in objs if o is not b]
+    if family == "press_then_pick":
+        return [{"obj": o, "target": b} for o in objs for b in world.things if b.kind == "button"]
     return [{}]
 
 
@@ -216,11 +228,22 @@ def parse_instruction(text: str, world: World) -> Task:
     raise InstructionError(f"{clip(clean)} matches no known task. Known forms: {examples}")
 
 
+def advance(task: Task, world: World) -> None:
+    """Record what a two-step task has done so far (called every control step, before `success`)."""
+    if task.family == "press_then_pick" and world.button_depth(task.target) < BUTTON_PRESSED:
+        task.pressed |= bool(world.pos(task.obj)[2] < task.obj.half + 0.01)
+
+
 def focus(task: Task, world: World) -> np.ndarray:
     """(3,) where the task's attention belongs now: the named object (or button) until it is held, then the
-    place or stack target; the drawer front for drawer tasks. Privileged; an auxiliary training target."""
+    place or stack target; the drawer front for drawer tasks; the button, then the object, for press_then_pick.
+    Privileged; an auxiliary training target."""
     if task.obj is None:
         return world.drawer_front
+    if task.family == "press_then_pick":
+        return world.pos(task.obj if task.pressed else task.target)
+    if task.family == "put_in_drawer" and world.grasped(task.obj):
+        return world.drawer_center
     if task.target is not None and world.grasped(task.obj):
         return world.pos(task.target)
     return world.pos(task.obj)
@@ -252,4 +275,13 @@ def success(task: Task, world: World) -> bool:
         return world.drawer < 0.01
     if f == "press_button":
         return world.button_depth(o) < BUTTON_PRESSED
+    if f == "put_in_drawer":
+        return world.in_drawer(o) and not world.touched(o)
+    if f == "place_next_to":  # set down beside the other, both standing on the table, the other left where it was
+        p, q = world.pos(o), world.pos(t)
+        standing = abs(p[2] - o.half) < 0.004 and abs(q[2] - t.half) < 0.004
+        return bool(world.gap(o, t) < NEXT_TO and standing and np.linalg.norm((q - task.target_start)[:2]) < NEXT_TO
+                    and not world.touched(o))
+    if f == "press_then_pick":
+        return task.pressed and success(Task("pick", task.instruction, o), world)
     raise KeyError(f)

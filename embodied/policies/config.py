@@ -15,6 +15,12 @@ HEADS = ("regression", "flow")
 FILM_POOLS = ("mean", "state", "mean+state")
 
 
+# LoRA on every stage of the model; ["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"] is the backbone alone (the
+# default of bases trained before 2026-12-03, which their specs still name)
+LORA_EVERY_STAGE = ("attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2", "vision.*.convs.*", "vision.*.films.*",
+                    "vision.*.out", "vision.*.keypoints.*", "lang_proj", "film_query.*", "state_proj")
+
+
 @dataclass
 class PolicyConfig:
     """VLA architecture; the defaults are the trained model (the tiny preset). Unknown keys are rejected."""
@@ -76,9 +82,10 @@ class PolicyConfig:
     """Codes per latent action (each from the codebook)."""
     latent_stride: int = 4
     """Frames each latent action spans; action_horizon / latent_stride latent actions per chunk."""
-    lora_targets: list[str] = field(default_factory=lambda: ["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"])
-    """Default LoRA targets of this preset: module-name suffixes or globs (e.g. "vision.*.convs.*");
-    scripts/finetune.py --targets overrides them."""
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_EVERY_STAGE))
+    """Default LoRA targets of this preset: module-name suffixes or globs; scripts/finetune.py --targets overrides
+    them. Every stage (vision, FiLM, keypoints, language and state projections, backbone): a new task may need a
+    new way of seeing, which backbone-only adapters cannot learn (experiments/finetune)."""
 
     def __post_init__(self):
         if self.head not in HEADS:

@@ -99,7 +99,7 @@ def from_base(cfg: FinetuneConfig, base: Base, data_stats: dict) -> tuple[VLA, d
                         train_head=cfg.train_head, stats=stats)
     print(f"LoRA rank {cfg.rank} on {len(info['modules'])} modules: {_abbreviate(info['modules'])}"
           f"{' + action head' if cfg.train_head else ''}; trainable {info['trainable']:,} of {info['total']:,} "
-          f"parameters ({100 * info['share']:.1f}%)")
+          f"parameters ({100 * info['share']:.1f}%); adapter file about {4 * info['trainable'] / 1e6:.2f} MB")
     return model, stats, adapters
 
 
@@ -112,3 +112,33 @@ def _abbreviate(modules: list[str]) -> str:
         groups.setdefault(key, []).append(next((p for p in parts if p.isdigit()), ""))
     return ", ".join(k.replace("{}", "{" + f"{v[0]}-{v[-1]}" + "}", 1) if len(v) > 1 else k.replace("{}", v[0], 1)
                      for k, v in groups.items())
+
+
+def compare_with_base(cfg: FinetuneConfig, run_dir: Path, new_families: list[str], world: dict) -> dict:
+    """The new families and the base's own (its pretraining recipe's) with the adapter off (the bare base) and on,
+    on the same scenes of the selection block: what the adapter taught and what it cost."""
+    from embodied.evaluation.rollouts import evaluate
+    from embodied.policies.policy import VLAPolicy
+
+    ckpt = resolve_checkpoint(cfg.base, "--base")
+    base_families = [f for f in pretrained_families(ckpt) if f not in new_families]
+    policy = VLAPolicy.load(ckpt)
+    name = policy.load_adapter(run_dir)
+    env_config = {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])} | world
+    families = [*new_families, *base_families]
+    columns = {}
+    for label, adapter in (("adapter off (the base)", None), (f"adapter {name} on", name)):
+        policy.set_adapter(adapter)
+        columns[label] = evaluate(policy, families, cfg.compare_episodes, env_config=env_config, progress=False)
+    return {"columns": columns, "families": families}
+
+
+def pretrained_families(ckpt: Path) -> list[str]:
+    """The families a checkpoint was trained on: its store's (when it still exists) or its recipe's."""
+    from embodied.data.recipes import load_recipe
+    from embodied.data.store import EpisodeStore
+
+    config = json.loads((ckpt / "trainer.json").read_text())["config"]
+    if config.get("store") and Path(config["store"]).exists():
+        return sorted(set(EpisodeStore.open(Path(config["store"])).meta("family").tolist()))
+    return list(load_recipe(config["dataset"]).families)

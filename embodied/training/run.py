@@ -11,7 +11,7 @@ from rich.console import Console
 
 from embodied.data.recipes import load_recipe, store_path
 from embodied.paths import repo_root
-from embodied.training.config import TrainConfig
+from embodied.training.config import FinetuneConfig, TrainConfig
 
 
 def run(cfg: TrainConfig) -> dict:
@@ -49,9 +49,17 @@ def run(cfg: TrainConfig) -> dict:
                                 f"(step {result['step']}, val loss "
                                 f"{result.get('val_loss', float('nan')):.4f})", columns, families))
     console.print(failure_table(result["rollouts"], families))
+    compared = None
+    if isinstance(cfg, FinetuneConfig) and cfg.adapter == "lora" and cfg.compare_episodes > 0:
+        from embodied.training.finetune import compare_with_base
+
+        compared = compare_with_base(cfg, runs / cfg.name, families, world)
+        console.print(results_table(f"{cfg.name}: the new families and the base's own, adapter off and on "
+                                    f"({cfg.compare_episodes} scenes per family, selection block)",
+                                    compared["columns"], compared["families"]))
     out = runs / cfg.name / "eval.json"
-    out.write_text(json.dumps({"vla": result, "random": columns.get("random policy"), "versions": versions()},
-                              indent=2))
+    out.write_text(json.dumps({"vla": result, "random": columns.get("random policy"), "versions": versions(),
+                               "compared_with_base": compared}, indent=2))
     print(f"run: {runs / cfg.name}  (checkpoints/, metrics.csv, curves.png, eval.json, failures/*.mp4)")
     return result
 

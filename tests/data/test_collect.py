@@ -30,9 +30,12 @@ def write_recipe(path, **fields):
 
 def test_shipped_recipes_load():
     assert {"pretrain_small", "pretrain_full", "finetune_heldout"} <= set(available_recipes())
-    small, tune = load_recipe("pretrain_small"), load_recipe("finetune_heldout")
-    assert "stack" not in small.families and "stack" in tune.families  # stack is held out for adapters
-    assert tune.split == "heldout" and tune.seed_start >= small.seed_start + 500 * small.max_seed_factor
+    tune = load_recipe("finetune_heldout")
+    pretraining = [load_recipe(n) for n in available_recipes() if n.startswith("pretrain")]
+    for recipe in pretraining:  # the fine-tuning families are held out of every pretraining set, and its seeds too
+        assert not set(recipe.families) & set(tune.families), recipe.name
+        assert tune.seed_start >= recipe.seed_start + recipe.episodes_per_family * recipe.max_seed_factor * (
+            1 if recipe.shared_scenes else len(recipe.families))
 
 
 @pytest.mark.parametrize("fields, match", [
