@@ -57,7 +57,7 @@ class Args:
     """Another first seed instead of a block's."""
     families: tuple[str, ...] = ()
     """Families, or Meta-World tasks such as reach-v3 (default: those the policy was trained on; for a bundle
-    the 7 pretraining families; all 8 for expert and random)."""
+    the 7 pretraining families; every family for expert and random)."""
     num_envs: int = 4
     """Environments stepped in parallel (processes)."""
     replan_every: int = REPLAN_EVERY

@@ -146,11 +146,13 @@ def run_cell(args: Args, method: str, n: int, seed: int, out: Path) -> dict:
 
 def load_cell(run: Path):
     """The cell's policy: its own weights, or for a LoRA cell the base it names with the adapter on."""
+    from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
 
-    spec = json.loads((run / "checkpoints" / "latest" / "policy.json").read_text())
+    ckpt = resolve_checkpoint(run, "cell")
+    spec = json.loads((ckpt / "policy.json").read_text())
     if not spec.get("adapter"):
-        return VLAPolicy.load(run)
+        return VLAPolicy.load(ckpt)
     policy = VLAPolicy.load(Path(spec["base"]["checkpoint"]))
     policy.load_adapter(run)
     return policy

@@ -47,14 +47,24 @@ def finetune(store, base_run, out, *extra):
 
 @pytest.mark.slow
 def test_lora_two_steps_through_the_script_then_resume(base, tmp_path):
+    """Every stage adapted by default (the vision convolutions too); the run ends with the new families and the
+    base's own, adapter off and on."""
+    import json
+
     store, base_run = base
     before = digest(base_run)
     first = finetune(store, base_run, tmp_path, "--stop-at", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "LoRA rank 4 on 46 modules: backbone.{0-3}.attn.qkv" in first.stdout and "vision.front.convs" in first.stdout
-    second = finetune(store, base_run, tmp_path)
+    assert "adapter file about" in first.stdout
+    second = finetune(store, base_run, tmp_path, "--final-eval-episodes", "1", "--compare-episodes", "1",
+                      "--no-random-baseline")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming ft from step_000002" in second.stdout
+    compared = json.loads((tmp_path / "ft" / "eval.json").read_text())["compared_with_base"]
+    assert sorted(compared["families"]) == ["press_button", "reach"]  # the new families (the base knew both)
+    off, on = compared["columns"].values()
+    assert off["reach"]["episodes"] == on["reach"]["episodes"] == 1 and "adapter ft on" in second.stdout
     adapter = tmp_path / "ft/checkpoints/step_000004/adapter"
     assert (adapter / "adapter.json").is_file() and (adapter / "adapter.safetensors").stat().st_size < 400_000
 
@@ -113,19 +123,3 @@ def test_flags_that_do_not_go_together(base, tmp_path):
     result = finetune(store, base_run / "nowhere", tmp_path)
     assert result.returncode == 1 and "error: --base" in result.stderr and "Traceback" not in result.stderr
 
-
-@pytest.mark.slow
-def test_vision_adapter_through_the_script_ends_with_the_base_comparison(base, tmp_path):
-    """LoRA on the vision convolutions too; the run ends with the new and the base's families, adapter off and on."""
-    import json
-
-    store, base_run = base
-    run = finetune(store, base_run, tmp_path, "--targets", "attn.qkv", "vision.*.convs.*", "--final-eval-episodes",
-                   "1", "--compare-episodes", "1", "--no-random-baseline")
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "vision.front.convs" in run.stdout and "adapter file about" in run.stdout
-    compared = json.loads((tmp_path / "ft" / "eval.json").read_text())["compared_with_base"]
-    assert sorted(compared["families"]) == ["press_button", "reach"]  # the new families (the base knew both)
-    off, on = compared["columns"].values()
-    assert off["reach"]["episodes"] == on["reach"]["episodes"] == 1
-    assert "adapter ft on" in run.stdout
