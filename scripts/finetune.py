@@ -10,7 +10,8 @@ from scratch on the same data, the two comparisons.
 
 It prints the plan (targets, trainable share, adapter size) and ends with the new families' success and, for
 LoRA, the new families and the base's own with the adapter off and on. The adapter lands in
-policies/runs/<name>/checkpoints/step_*/adapter/ (adapter.safetensors + adapter.json); `VLAPolicy.load(<base>).load_adapter(<that folder or the run>)` puts it on the base.
+policies/runs/<name>/checkpoints/step_*/adapter/ (adapter.safetensors + adapter.json);
+`VLAPolicy.load(<base>).load_adapter(<that folder or the run>)` puts it on the base.
 """
 
 from __future__ import annotations
