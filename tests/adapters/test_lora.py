@@ -56,12 +56,15 @@ def perturb(model, name, seed):
 def test_lora_wraps_exactly_the_named_modules():
     model, spec = make()
     adapters = Adapters(model, spec)
-    info = adapters.add("one", rank=4)
+    info = adapters.add("one", rank=4)  # the preset's default: every stage
     wrapped = sorted(n for n, m in model.named_modules() if isinstance(m, LoraLayer))
-    expected = sorted(f"backbone.{i}.{k}" for i in range(4) for k in ("attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"))
-    assert wrapped == expected == sorted(info["modules"])
+    backbone = [f"backbone.{i}.{k}" for i in range(4) for k in ("attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2")]
+    vision = [f"vision.{c}.{k}.{i}" for c in CAMS for k in ("convs", "films") for i in range(5)]
+    assert wrapped == sorted(info["modules"]) and set(backbone + vision + ["lang_proj", "state_proj"]) <= set(wrapped)
     assert 0 < info["share"] < 0.05 and info["trainable"] == sum(p.numel() for p in model.parameters()
                                                                  if p.requires_grad)
+    only = Adapters(*make()).add("two", rank=4, targets=["attn.qkv", "attn.out", "mlp.fc1", "mlp.fc2"])
+    assert sorted(only["modules"]) == sorted(backbone)
     convs = resolve_targets(make()[0], ["vision.*.convs.*", "action_head"])
     assert len(convs) == 2 * 5 + 1 and "vision.wrist.convs.4" in convs
     with pytest.raises(UserError, match=r"'attn\.qkvv' matches no .*attn\.qkv"):
@@ -80,7 +83,7 @@ def test_only_adapter_and_head_receive_gradients():
     # lora_B starts at zero, so only B and the head have a nonzero gradient on the first step
     moved = {n for n in got if dict(model.named_parameters())[n].grad.abs().sum() > 0}
     assert any("lora_B" in n for n in moved) and any("modules_to_save.one." in n for n in moved)
-    assert len({n for n in got if "lora_A" in n}) == 16
+    assert len({n for n in got if "lora_A" in n}) == len(resolve_targets(make()[0], model.cfg.lora_targets))
 
 
 def test_save_load_round_trip_and_switching_is_exact(tmp_path):
