@@ -114,22 +114,24 @@ def _abbreviate(modules: list[str]) -> str:
                      for k, v in groups.items())
 
 
-def compare_with_base(cfg: FinetuneConfig, run_dir: Path, new_families: list[str], world: dict) -> dict:
-    """The new families and the base's own (its pretraining recipe's) with the adapter off (the bare base) and on,
-    on the same scenes of the selection block: what the adapter taught and what it cost."""
-    from embodied.evaluation.rollouts import evaluate
+def compare_with_base(run_dir: Path, new_families: list[str], episodes: int, world: dict,
+                      seed_start: int | None = None) -> dict:
+    """A LoRA fine-tune's new families and its base's own (what the base was trained on) with the adapter off (the
+    bare base) and on, on the same scenes (default: the selection block): what the adapter taught and what it cost.
+    Returns {"columns": {label: evaluate()'s result}, "families": [...]}."""
+    from embodied.evaluation.rollouts import EVAL_SEED_START, evaluate
     from embodied.policies.policy import VLAPolicy
 
-    ckpt = resolve_checkpoint(cfg.base, "--base")
-    base_families = [f for f in pretrained_families(ckpt) if f not in new_families]
-    policy = VLAPolicy.load(ckpt)
-    name = policy.load_adapter(run_dir)
+    policy = VLAPolicy.load(resolve_checkpoint(run_dir, "the fine-tune"))  # the base with the adapter on
+    name = policy.adapters.active
+    base_families = pretrained_families(Path(policy.spec["base"]["checkpoint"]))
+    families = [*new_families, *(f for f in base_families if f not in new_families)]
     env_config = {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])} | world
-    families = [*new_families, *base_families]
     columns = {}
     for label, adapter in (("adapter off (the base)", None), (f"adapter {name} on", name)):
         policy.set_adapter(adapter)
-        columns[label] = evaluate(policy, families, cfg.compare_episodes, env_config=env_config, progress=False)
+        columns[label] = evaluate(policy, families, episodes, seed_start=seed_start or EVAL_SEED_START,
+                                  env_config=env_config, progress=False)
     return {"columns": columns, "families": families}
 
 

@@ -53,7 +53,7 @@ def run(cfg: TrainConfig) -> dict:
     if isinstance(cfg, FinetuneConfig) and cfg.adapter == "lora" and cfg.compare_episodes > 0:
         from embodied.training.finetune import compare_with_base
 
-        compared = compare_with_base(cfg, runs / cfg.name, families, world)
+        compared = compare_with_base(runs / cfg.name, families, cfg.compare_episodes, world)
         console.print(results_table(f"{cfg.name}: the new families and the base's own, adapter off and on "
                                     f"({cfg.compare_episodes} scenes per family, selection block)",
                                     compared["columns"], compared["families"]))

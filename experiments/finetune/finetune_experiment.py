@@ -149,13 +149,7 @@ def load_cell(run: Path):
     from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
 
-    ckpt = resolve_checkpoint(run, "cell")
-    spec = json.loads((ckpt / "policy.json").read_text())
-    if not spec.get("adapter"):
-        return VLAPolicy.load(ckpt)
-    policy = VLAPolicy.load(Path(spec["base"]["checkpoint"]))
-    policy.load_adapter(run)
-    return policy
+    return VLAPolicy.load(resolve_checkpoint(run, "cell"))
 
 
 def env_config(policy) -> dict:
@@ -173,18 +167,12 @@ def evaluate_cell(policy, episodes: int, block: str) -> dict:
 
 def forgetting(run: Path, episodes: int, block: str) -> dict:
     """The base's own (pretraining) families with the adapter off (the bare base) and on, on the same scenes."""
-    from embodied.data.recipes import load_recipe
-    from embodied.evaluation.rollouts import SEED_BLOCKS, evaluate
+    from embodied.evaluation.rollouts import SEED_BLOCKS
+    from embodied.training.finetune import compare_with_base
 
-    policy = load_cell(run)
-    name = policy.adapters.active
-    families = load_recipe("pretrain_small").families
-    result = {}
-    for label, adapter in (("adapter_off", None), ("adapter_on", name)):
-        policy.set_adapter(adapter)
-        result[label] = evaluate(policy, families, episodes, seed_start=SEED_BLOCKS[block],
-                                 env_config=env_config(policy))
-    return result
+    compared = compare_with_base(run, [], episodes, {"version": 1, "split": "train"}, SEED_BLOCKS[block])
+    off, on = compared["columns"].values()
+    return {"adapter_off": off, "adapter_on": on}
 
 
 def grid(results: dict) -> dict[tuple[str, int], list[dict]]:
