@@ -4,16 +4,23 @@ control rate, over real sockets: the policy runs here (numpy + onnxruntime, no t
     python scripts/run_robot_loop.py --bundle bundles/tiny --instruction "press the red button" --rate 10
     python scripts/run_robot_loop.py --bundle bundles/tiny --family press_button --episodes 20 --rate 20 \\
         --latency-ms 30 --action-delay-ms 20 --state-noise 0.001 --video loop.mp4 --store loop.zarr
+    python scripts/run_robot_loop.py --bundle bundles/tiny --family open_drawer --episodes 30 --rate 20 \\
+        --delay-steps 0 1 2 4 8 --timeout-ms 600 --json sweep.json      # the delay sweep, one column per delay
+    embodied keys keys/ && python scripts/run_robot_loop.py --bundle bundles/tiny --family reach --keys keys/
 
-Prints success, inference latency p50/p95/p99, loop jitter, deadline misses and watchdog trips.
+Prints, per injected delay: success, planning latency, plan age at use, why ticks were held, the seams
+between plans (action jump at plan switches against within plans, end-effector jerk), loop jitter,
+deadline misses, watchdog trips and refused messages; then the policy's cold start.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -40,6 +47,13 @@ class Args:
     replan_every: int = 1
     """Plan on every k-th observation (1: on every one; the robot always executes the newest plan). Keep
     k / rate below --timeout-ms, or the watchdog holds between plans."""
+    delay_steps: list[int] = field(default_factory=lambda: [0])
+    """Inference delay injected on the policy side, in control steps (each plan sent that long after its
+    observation arrived); several values: a sweep on the same seeds, one column each."""
+    mode: Literal["receding", "ensemble"] = "receding"
+    """How the robot turns plans into actions: the newest plan, or temporal ensembling of every live one."""
+    keys: Path | None = None
+    """A directory from `embodied keys`: CURVE-encrypted sockets, plans accepted only from the policy's key."""
     commit_gripper: bool = True
     """The robot runs a plan that switches the gripper through the switch, dropping plans that arrive
     meanwhile (--no-commit-gripper: the newest plan always wins)."""
@@ -52,29 +66,43 @@ class Args:
 
 
 def main(args: Args) -> dict:
+    import psutil
+
     from embodied.envs.simrobot import rehearse
     from embodied.runtime.bundle import OnnxPolicy
 
     if (args.instruction is None) == (args.family is None):
         raise UserError("give --instruction TEXT (one episode) or --family NAME (--episodes N on eval seeds)")
+    if not args.delay_steps or min(args.delay_steps) < 0:
+        raise UserError(f"--delay-steps takes control steps >= 0, got {args.delay_steps}")
+    if (max(args.delay_steps) + 2) / args.rate * 1e3 > args.timeout_ms:
+        raise UserError(f"a delay of {max(args.delay_steps)} steps at {args.rate:g} Hz leaves no plan younger than "
+                        f"--timeout-ms {args.timeout_ms:g}: the watchdog would hold throughout; give --timeout-ms "
+                        f">= {(max(args.delay_steps) + 2) / args.rate * 1e3:.0f}")
     policy = OnnxPolicy(args.bundle, precision=args.precision)  # refuses a damaged bundle before anything moves
+    ready = time.time() - psutil.Process().create_time()  # process start -> runtime loaded and warmed up
     episodes = 1 if args.instruction else args.episodes
     config = {"rate": args.rate, "family": args.family or "suite", "seeds": [1_000_000 + i for i in range(episodes)],
               "instruction": args.instruction, "split": args.split, "cameras": policy.cameras,
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
-              "commit_gripper": args.commit_gripper,
-              "video": str(args.video) if args.video else None}
+              "commit_gripper": args.commit_gripper, "mode": args.mode,
+              "keys": str(args.keys) if args.keys else None, "video": str(args.video) if args.video else None}
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        record = Path(tmp) / "episodes.npz"
-        result, stats = rehearse(policy, config | {"record": str(record) if args.store else None},
-                                 args.replan_every, episodes)
-        if args.store and record.exists():
-            store_loop_episodes(args.store, record, config)
-    summarize(result, stats, args)
+        for d in args.delay_steps:
+            record = Path(tmp) / f"episodes_{d}.npz"
+            result, stats = rehearse(policy, config | {"record": str(record) if args.store else None},
+                                     args.replan_every, episodes, delay=d / args.rate)
+            runs.append({"delay_steps": d, "robot": result, "policy": stats})
+            if args.store and record.exists():
+                store_loop_episodes(args.store, record, config)
+    cold = {"ready_s": ready, "warmup_s": policy.ready_s, "first_plan_ms": runs[0]["policy"]["first_plan_ms"]}
+    summarize(runs, cold, args)
+    out = {"runs": runs, "cold_start": cold}
     if args.json:
-        args.json.write_text(json.dumps({"robot": result, "policy": stats}, indent=2))
-    return {"robot": result, "policy": stats}
+        args.json.write_text(json.dumps(out, indent=2))
+    return out
 
 
 def store_loop_episodes(store: Path, record: Path, config: dict) -> None:
@@ -90,35 +118,61 @@ def store_loop_episodes(store: Path, record: Path, config: dict) -> None:
     env.close()
 
 
-def summarize(result: dict, stats: dict, args: Args) -> None:
+def summarize(runs: list[dict], cold: dict, args: Args) -> None:
+    """One column per injected delay; a row per figure (means over episodes where a figure is per episode)."""
     from rich.console import Console
     from rich.table import Table
 
     from embodied.evaluation.rollouts import rate, wilson
 
-    eps = result["episodes"]
-    wins = sum(e["success"] for e in eps)
-    table = Table(title=f"{args.bundle} through the simulated-hardware loop at {args.rate:g} Hz")
+    def mean(eps, key, sub=None):
+        values = [e[key] if sub is None else e[key][sub] for e in eps]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    def join(values, fmt: str, unit: str = "") -> str:
+        return " / ".join(format(v, fmt) for v in values) + unit
+
+    def figures(run: dict) -> dict[str, str]:
+        eps, stats, robot = run["robot"]["episodes"], run["policy"], run["robot"]
+        wins = sum(e["success"] for e in eps)
+        three = ("p50", "p95", "max")
+        return {
+            "success": rate({"success": wins / len(eps), "ci95": wilson(wins, len(eps))}) + f" of {len(eps)}",
+            "inference p50 / p95 / max": join((stats["latency_ms"][p] for p in three), ".1f", " ms"),
+            "observation in -> plan out p50 / p95": join((stats["turnaround_ms"][p] for p in three[:2]), ".1f", " ms"),
+            "plan age at use p50 / p95 / max": join((mean(eps, "plan_age_ms", p) for p in three), ".0f", " ms"),
+            "held: no plan yet / ran out / policy silent": join((sum(e["held"][w] for e in eps)
+                                                                 for w in eps[0]["held"]), "d"),
+            "ticks from a plan past the timeout": str(sum(e["stale_ticks"] for e in eps)),
+            "seam jump / within-plan jump (ratio)": join((mean(eps, "seam_jump"), mean(eps, "within_plan_jump")), ".3f",
+                                                         f" ({mean(eps, 'seam_ratio'):.2f}x)"),
+            "first plan's jump from the hold": f"{mean(eps, 'first_plan_jump'):.3f}",
+            "end-effector jerk p50 / p95": join((mean(eps, "jerk", p) for p in three[:2]), ".1f", " m/s^3"),
+            "loop jitter p50 / p99 / max": join((mean(eps, f"jitter_ms_{p}") for p in ("p50", "p99", "max")), ".2f",
+                                                " ms"),
+            "ticks / deadline misses / watchdog trips": join((sum(e[k] for e in eps) for k in
+                                                              ("ticks", "deadline_misses", "watchdog_trips")), "d"),
+            "safety: clamped / rate-limited / workspace / non-finite":
+                join((sum(e["safety"][k] for e in eps) for k in ("clamped", "rate_limited", "workspace", "non_finite")),
+                     "d"),
+            "refused messages / keys / stale plans": join((robot["bad_messages"], robot["refused_keys"],
+                                                           sum(e["stale_plans_dropped"] for e in eps)), "d"),
+        }
+
+    table = Table(title=f"{args.bundle} through the simulated-hardware loop at {args.rate:g} Hz, {args.mode}"
+                        f"{', CURVE' if args.keys else ''}")
     table.add_column("figure")
-    table.add_column("value", justify="right")
-    rows = [
-        ("success", rate({"success": wins / len(eps), "ci95": wilson(wins, len(eps))}) + f" of {len(eps)}"),
-        ("inference p50 / p95 / p99", " / ".join(f"{stats['latency_ms'][p]:.1f}" for p in ("p50", "p95", "p99"))
-         + " ms"),
-        ("loop jitter p50 / p99 / max", " / ".join(f"{np.mean([e[f'jitter_ms_{p}'] for e in eps]):.2f}"
-                                                   for p in ("p50", "p99", "max")) + " ms"),
-        ("ticks", str(sum(e["ticks"] for e in eps))),
-        ("deadline misses", str(sum(e["deadline_misses"] for e in eps))),
-        ("watchdog trips / held ticks",
-         f"{sum(e['watchdog_trips'] for e in eps)} / {sum(e['held_ticks'] for e in eps)}"),
-        ("safety: clamped / rate-limited / workspace / non-finite",
-         " / ".join(str(sum(e["safety"][k] for e in eps))
-                    for k in ("clamped", "rate_limited", "workspace", "non_finite"))),
-        ("refused messages", str(result["bad_messages"])),
-    ]
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    columns = [figures(run) for run in runs]
+    for run in runs:
+        table.add_column(f"delay {run['delay_steps']} ({1e3 * run['delay_steps'] / args.rate:.0f} ms)", justify="right")
+    for name in columns[0]:
+        table.add_row(name, *(c[name] for c in columns))
+    console = Console()
+    console.print(table)
+    console.print(f"cold start: process start -> policy ready {cold['ready_s']:.2f} s (warm-up included; load + "
+                  f"warm-up {cold['warmup_s']:.2f} s), first plan {cold['first_plan_ms']:.1f} ms after the first "
+                  "observation")
 
 
 if __name__ == "__main__":

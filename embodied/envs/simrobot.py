@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from embodied.errors import UserError
+from embodied.runtime.accounting import deadlines, seams
 from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.keys import Guard
 from embodied.runtime.robot import MessageError, decode_chunk, encode_observation
 from embodied.runtime.safety import SafetyConfig, SafetyLayer
 
@@ -61,6 +63,12 @@ class SimRobotConfig:
     commit_gripper: bool = True
     """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
     (ChunkExecutor.committed). False: the newest plan always wins."""
+    mode: str = "receding"
+    """How plans become actions (ChunkExecutor): 'receding' (the newest plan) or 'ensemble' (temporal
+    ensembling of every live plan)."""
+    keys: str | None = None
+    """A directory from `embodied keys` (robot.key_secret, policy.key): both sockets CURVE-encrypted, plans
+    accepted only from the policy's key. Without keys, only loopback addresses are served."""
     report: str | None = None
     video: str | None = None
     record: str | None = None
@@ -84,9 +92,13 @@ def serve(cfg: SimRobotConfig) -> dict:
                                       WORKSPACE[:, 0], WORKSPACE[:, 1], np.asarray(spec.scale[:3]),
                                       list(spec.names).index("gripper")))
     ctx = zmq.Context()
+    guard = Guard(ctx, cfg.keys, (cfg.observations, cfg.actions))  # before anything binds
     pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)
+    for socket in (pub, pull):
+        guard.serve(socket)
     pub.setsockopt(zmq.LINGER, 500)  # the final observations still go out on close
     pull.setsockopt(zmq.LINGER, 0)
+    pull.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # a plan is a few kB: a larger message is dropped unread
     pub.bind(cfg.observations)
     pull.bind(cfg.actions)
     publisher = DelayedPublisher(pub, cfg.latency_ms / 1e3)
@@ -106,9 +118,11 @@ def serve(cfg: SimRobotConfig) -> dict:
         publisher.close()
         pub.close()
         pull.close()
+        guard.stop()
         ctx.term()
         env.close()
-    report = {"config": asdict(cfg), "episodes": episodes, "bad_messages": sum(e["bad_messages"] for e in episodes)}
+    report = {"config": asdict(cfg), "episodes": episodes, "bad_messages": sum(e["bad_messages"] for e in episodes),
+              "refused_keys": guard.refused}
     if cfg.video and frames:
         from embodied.media import write_mp4
 
@@ -126,13 +140,16 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     from embodied.envs.arm import gripper_command
 
     spec = env.unwrapped.action_spec
-    executor = ChunkExecutor("receding", gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None)
+    executor = ChunkExecutor(cfg.mode, gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None)
     # the arm starts with the gripper as the reset left it: holds before the first plan keep it so
     safety.reset(gripper=gripper_command(obs["state"][5]))  # STATE_SPEC: 5 joints, then the gripper opening
     ticks: list[dict] = []
     fresh_at: float | None = None  # when the newest usable plan arrived
     pending: list[tuple[float, int, int, np.ndarray]] = []  # (usable from, arrival no., tick, chunk): the delay
-    bad, stale, trips, holding, first_plan, arrivals = 0, 0, 0, True, None, 0
+    bad, stale, trips, holding, first_plan, arrivals, newest = 0, 0, 0, True, None, 0, -1
+    arrival_age: list[float] = []  # the tick a plan was computed for -> the plan usable on the robot (s)
+    plans: dict[int, np.ndarray] = {}  # accepted plans by the tick they were computed for (the seam metric)
+    previous = None  # the plan the last executed action came from
     steps: dict[str, list] = {"images": [], "state": [], "action": []}
     publisher.send(_observe(obs, cfg, rng), 0, episode)
     start = time.perf_counter()
@@ -144,9 +161,11 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             raw = pull.recv(zmq.NOBLOCK)
             try:
                 chunk, at, plan_episode = decode_chunk(raw, action_dim=len(spec.names))
-            except MessageError as e:
+            except MessageError as e:  # counted, never fatal: the loop goes on holding or on the last plan
                 bad += 1
-                print(f"simrobot: refused a message: {e}", file=sys.stderr, flush=True)
+                if bad <= 3:
+                    print(f"simrobot: refused a message{' (more are only counted)' * (bad == 3)}: {e}",
+                          file=sys.stderr, flush=True)
                 continue
             if plan_episode != episode:  # a late plan for the previous episode
                 stale += 1
@@ -157,13 +176,16 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             usable, _, at, chunk = heapq.heappop(pending)
             if at > tick:  # a plan can only be for an observation already published
                 bad += 1
-            elif (tick - at) * period > cfg.timeout_ms / 1e3:  # computed from too old an observation
+            elif at <= newest or (tick - at) * period > cfg.timeout_ms / 1e3:  # replayed, overtaken, or too old
                 stale += 1
             else:
                 executor.add(chunk, at)
-                fresh_at = usable
+                fresh_at, newest, plans[at] = usable, at, chunk
+                arrival_age.append(now - (start + at * period))
                 first_plan = first_plan if first_plan is not None else now - start
         hold = fresh_at is None or now - fresh_at > cfg.timeout_ms / 1e3 or not executor.covered()
+        source = None if hold else executor.source()
+        planned = continued = None
         if hold:
             trips += int(not holding and fresh_at is not None)
             holding = True
@@ -171,7 +193,10 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             sent = safety.hold()  # exactly "no motion": never rate-limited toward the last command
         else:
             holding = False
-            action = executor.next()
+            action = planned = executor.next()
+            if cfg.mode == "receding" and previous is not None and source != previous and \
+                    0 <= tick - previous < len(plans[previous]):  # a seam: what the plan it replaces said now
+                continued = plans[previous][tick - previous]
             ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
             sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
         if recorded is not None:
@@ -184,7 +209,13 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             frames.append(side_by_side(obs["images"], scale=2))
         done_at = time.perf_counter()
         ticks.append({"tick": tick, "jitter": now - scheduled, "late": done_at - scheduled > period, "held": hold,
-                      "stamp": now, "plan_age": None if fresh_at is None else now - fresh_at})
+                      "why": None if not hold else "no plan yet" if fresh_at is None else
+                      "plan ran out" if now - fresh_at <= cfg.timeout_ms / 1e3 else "policy silent",
+                      "stamp": now, "plan_age": None if fresh_at is None else now - fresh_at,
+                      "plan": source, "action": _list(sent), "planned": _list(planned), "continued": _list(continued),
+                      "ee": [round(float(x), 5) for x in obs["state"][6:9]]})
+        previous = source if not hold else previous
+        plans.pop(tick - 64, None)  # long past any plan that can still be executed
         last = (terminated and cfg.stop_on_success) or tick == limit - 1
         publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(last))
         if terminated and cfg.stop_on_success:
@@ -199,7 +230,12 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
             "deadline_misses": sum(t["late"] for t in ticks), "jitter_ms_p50": float(np.percentile(jitter, 50)),
             "jitter_ms_p99": float(np.percentile(jitter, 99)), "jitter_ms_max": float(jitter.max()),
             "first_plan_s": first_plan, "bad_messages": bad, "stale_plans_dropped": stale,
-            "safety": dict(safety.events), "log": ticks}
+            "safety": dict(safety.events), **deadlines(ticks, arrival_age, period, cfg.timeout_ms / 1e3),
+            **seams(ticks, list(spec.names).index("gripper"), period), "log": ticks}
+
+
+def _list(a) -> list | None:
+    return None if a is None else [round(float(x), 5) for x in a]
 
 
 def _observe(obs: dict, cfg: SimRobotConfig, rng) -> dict:
@@ -275,10 +311,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 1) -> tuple[dict, dict]:
+def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 1,
+             delay: float = 0.0) -> tuple[dict, dict]:
     """Start the simulated robot in its own process (this module, `robot_config` are its
-    SimRobotConfig fields), drive it from this process with `policy` over local sockets, and return
-    (the robot's report, the policy side's latency figures)."""
+    SimRobotConfig fields), drive it from this process with `policy` over local sockets (with the robot's
+    keys, if it has them; each plan held back `delay` s), and return (the robot's report, the policy side's
+    figures)."""
     import os
     import subprocess
     import tempfile
@@ -293,11 +331,11 @@ def rehearse(policy, robot_config: dict, replan_every: int = 1, episodes: int = 
     config = {**robot_config, "observations": addresses[0], "actions": addresses[1], "report": str(report)}
     process = subprocess.Popen([sys.executable, "-m", "embodied.envs.simrobot", json.dumps(config)],
                                stdout=subprocess.DEVNULL)
-    robot = ZmqRobot(*addresses)
+    robot = ZmqRobot(*addresses, keys=robot_config.get("keys"))
     robot.connect()
     try:
         stats = drive(robot, policy, replan_every, idle_timeout=60.0, episodes=episodes,
-                      alive=lambda: process.poll() is None)
+                      alive=lambda: process.poll() is None, delay=delay)
         process.wait(timeout=120)
     finally:
         robot.disconnect()

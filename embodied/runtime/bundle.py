@@ -121,8 +121,15 @@ class InstructionEncoder:
 class OnnxPolicy:
     """The Policy contract over an exported bundle: raw observations in, a chunk in env units out."""
 
-    def __init__(self, bundle: str | Path, precision: str = "fp32", threads: int | None = None, seed: int = 0):
+    def __init__(self, bundle: str | Path, precision: str = "fp32", threads: int | None = None, seed: int = 0,
+                 warmup: int = 3):
+        """`warmup` runs on a blank observation before the constructor returns: onnxruntime's first runs are
+        several times slower, and a robot must not pay them on its first plan. `ready_s`: load + warm-up."""
+        import time
+
         import onnxruntime as ort
+
+        began = time.perf_counter()
 
         self.root = Path(bundle)
         self.spec = open_bundle(self.root)
@@ -138,8 +145,15 @@ class OnnxPolicy:
         self.language = InstructionEncoder(self.root, self.spec, options)
         self.cameras, self.obs_horizon = self.spec["cameras"], self.spec["obs_horizon"]
         self.image_shape = (*self.spec["image_size"], 3)
-        self.rng = np.random.default_rng(seed)
         self._history: dict[int, deque] = {}
+        blank = {"images": {c: np.zeros(self.image_shape, np.uint8) for c in self.cameras}, "instruction": "warm up",
+                 "state": np.zeros(self.spec["state_dim"], np.float32)}
+        self.rng = np.random.default_rng(seed)
+        for _ in range(warmup):
+            self.act(blank)
+        self.reset()
+        self.rng = np.random.default_rng(seed)  # warm-up leaves no trace: the same seed, the same chunks
+        self.ready_s = time.perf_counter() - began
 
     def reset(self) -> None:
         self._history.clear()

@@ -88,6 +88,12 @@ class ChunkExecutor:
         """Whether a plan has an action for this step (else: hold, the hardware loop's watchdog)."""
         return any(0 <= self._step - start < len(c) for start, c in self._chunks)
 
+    def source(self) -> int | None:
+        """The step the plan behind this step's action was computed for (the newest one, ensembling), or None
+        if no plan covers this step: the robot's plan-age accounting."""
+        live = [start for start, c in self._chunks if 0 <= self._step - start < len(c)]
+        return max(live) if self.mode == "ensemble" and live else (live[-1] if live else None)
+
     def skip(self) -> None:
         """Advance one step without an action (the robot held)."""
         self._step += 1

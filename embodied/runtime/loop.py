@@ -3,30 +3,48 @@ the robot's control loop (it runs in the robot process at its own rate)."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 
+from embodied.errors import UserError
+from embodied.runtime.robot import MessageError
+
+REFUSED_IN_A_ROW = 100  # observations the policy refuses in a row before the loop gives up: a misconfiguration
+
 
 def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episodes: int | None = None,
-          alive=None) -> dict:
+          alive=None, delay: float = 0.0) -> dict:
     """Plan on an observation at most every `replan_every` ticks (1: on every one that arrives); stop after
     `episodes` episodes ended, when `alive()` turns false (the robot process exited), or when the robot
-    has been quiet for `idle_timeout` seconds. Returns inference latency percentiles (ms) and how many
-    plans were sent."""
-    latencies, episode, last_tick, ended, quiet, done_seen = [], None, None, 0, 0.0, False
+    has been quiet for `idle_timeout` seconds. `delay` (s) holds each plan back until that long after its
+    observation arrived (an injected inference delay: a slower model, a GPU across a network).
+
+    A message that is not an observation, or an observation the policy refuses (wrong cameras or shapes),
+    is counted and skipped; only REFUSED_IN_A_ROW of them in a row stop the loop, with the reason.
+    Returns planning latency percentiles (ms: inference alone, and observation in to plan out), how many
+    plans were sent, the refused messages, and the first plan's latency (the cold start)."""
+    latencies, turnaround, episode, last_tick, ended, quiet, done_seen = [], [], None, None, 0, 0.0, False
+    bad, refused, in_a_row = 0, 0, 0
     while episodes is None or ended < episodes:
-        obs = robot.get_observation(timeout=0.5)
+        try:
+            obs = robot.get_observation(timeout=0.5)
+        except MessageError as e:
+            bad += 1
+            print(f"policy: refused a message: {e}", file=sys.stderr, flush=True)
+            continue
+        received = time.perf_counter()
         if obs is None:
             quiet += 0.5
             if quiet >= idle_timeout or (alive is not None and not alive()):
                 break
             continue
         quiet = 0.0
-        if obs.get("episode") != episode:  # a new episode: no history carried over
+        if obs.get("episode", 0) != episode:  # a new episode: no history carried over
             ended += episode is not None and not done_seen  # its final observation was conflated away
             policy.reset()
-            episode, last_tick, done_seen = obs.get("episode"), None, False
+            episode, last_tick, done_seen = obs.get("episode", 0), None, False
         if obs.get("done"):
             ended += not done_seen
             done_seen = True
@@ -34,10 +52,26 @@ def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episo
         if last_tick is not None and obs["tick"] - last_tick < replan_every:
             continue
         start = time.perf_counter()
-        chunk = policy.act(obs)
+        try:
+            chunk = policy.act(obs)
+        except UserError as e:
+            refused, in_a_row = refused + 1, in_a_row + 1
+            if in_a_row >= REFUSED_IN_A_ROW:
+                raise UserError(f"the policy refused {in_a_row} observations in a row, the last: {e}") from e
+            continue
+        in_a_row = 0
         latencies.append(time.perf_counter() - start)
-        robot.send_action(chunk, obs["tick"], obs.get("episode", 0))
+        if delay > 0:
+            time.sleep(max(0.0, received + delay - time.perf_counter()))
+        robot.send_action(chunk, obs["tick"], episode)
+        turnaround.append(time.perf_counter() - received)
         last_tick = obs["tick"]
-    ms = np.asarray(latencies) * 1e3 if latencies else np.zeros(1)
-    return {"plans": len(latencies), "latency_ms": {p: float(np.percentile(ms, q))
-                                                   for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}}
+    return {"plans": len(latencies), "latency_ms": percentiles(latencies), "turnaround_ms": percentiles(turnaround),
+            "first_plan_ms": 1e3 * turnaround[0] if turnaround else None, "delay_ms": 1e3 * delay,
+            "bad_messages": bad, "refused_observations": refused}
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1e3 if seconds else np.zeros(1)
+    return {p: float(np.percentile(ms, q)) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))} | \
+        {"max": float(ms.max())}
