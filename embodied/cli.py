@@ -7,6 +7,7 @@
     embodied data verify STORE [--json FILE]    read everything; exit code 1 names damaged episodes
     embodied data export-lerobot STORE OUT [--skip-incomplete]   a LeRobot v3.0 dataset folder
     embodied data import-lerobot IN STORE      a new store from a LeRobot v3.0 dataset folder
+    embodied keys DIR                          CURVE key pairs for the robot link (docs/robot.md)
 
 A mistake (bad path, invalid store, bad value) prints one line, `error: ...`; EMBODIED_DEBUG=1 shows the
 traceback.
@@ -181,9 +182,27 @@ class Data:
 
     command: Annotated[Command, tyro.conf.arg(name="")]
 
+    def run(self) -> None:
+        self.command.run()
+
+
+@dataclass
+class Keys:
+    """Key pairs for an authenticated, encrypted robot link (ZeroMQ CURVE), owner-only; never overwrites."""
+
+    directory: Annotated[Path, Positional]
+
+    def run(self) -> None:
+        from embodied.runtime.keys import make_keys
+
+        made = make_keys(self.directory)
+        print(f"wrote {', '.join(p.name for p in made.values())} in {self.directory} (secrets readable by you only)\n"
+              f"robot's computer:  robot.key_secret, policy.key   (simrobot: \"keys\": DIR)\n"
+              f"policy's computer: policy.key_secret, robot.key   (run_robot_loop.py --keys DIR)")
+
 
 def main() -> None:
-    cli(lambda: tyro.extras.subcommand_cli_from_dict({"data": Data}).command.run())
+    cli(lambda: tyro.extras.subcommand_cli_from_dict({"data": Data, "keys": Keys}).run())
 
 
 if __name__ == "__main__":

@@ -87,12 +87,15 @@ def main(args: Args) -> dict:
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
               "commit_gripper": args.commit_gripper, "mode": args.mode,
-              "keys": str(args.keys) if args.keys else None, "video": str(args.video) if args.video else None}
+              "keys": str(args.keys) if args.keys else None}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for d in args.delay_steps:
             record = Path(tmp) / f"episodes_{d}.npz"
-            result, stats = rehearse(policy, config | {"record": str(record) if args.store else None},
+            video = args.video if len(args.delay_steps) == 1 or not args.video else \
+                args.video.with_stem(f"{args.video.stem}_delay{d}")  # a video per delay: none overwritten
+            result, stats = rehearse(policy, config | {"record": str(record) if args.store else None,
+                                                       "video": str(video) if video else None},
                                      args.replan_every, episodes, delay=d / args.rate)
             runs.append({"delay_steps": d, "robot": result, "policy": stats})
             if args.store and record.exists():

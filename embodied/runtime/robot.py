@@ -58,7 +58,7 @@ def _from(d, what: str) -> np.ndarray:
     if not isinstance(d, dict) or set(d) != {"dtype", "shape", "data"}:
         raise MessageError(f"{what}: not an encoded array (a map of dtype, shape and data), got {_short(d)}")
     dtype, shape, data = d["dtype"], d["shape"], d["data"]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise MessageError(f"{what}: dtype must be one of {sorted(DTYPES)}, got {_short(dtype)}")
     if not isinstance(shape, list) or len(shape) > 4 or not all(_is_count(n) for n in shape):
         raise MessageError(f"{what}: shape must be a list of at most 4 non-negative ints, got {_short(shape)}")

@@ -142,9 +142,9 @@ def test_wire_format_refuses_wrong_messages():
         (b"\xc1garbage", "not msgpack"),
         (msgpack.packb([1, 2]), "got type 'list'"),
         (encode_chunk(np.zeros((16, 4), np.float32), 1), "expected float32"),
-        (msgpack.packb({"type": "chunk", "tick": "3", "chunk": {"dtype": "float32", "shape": [1, 5],
-                                                                "data": b"\0" * 20}}),
-         "'tick' and 'episode' must be ints"),
+        (msgpack.packb({"type": "chunk", "tick": "3", "episode": 0, "chunk": {"dtype": "float32", "shape": [1, 5],
+                                                                              "data": b"\0" * 20}}),
+         "'tick' must be a non-negative int"),
     ]:
         with pytest.raises(MessageError, match=message):
             decode_chunk(raw, 16, 5)
@@ -278,19 +278,23 @@ def test_camera_frames_come_out_as_the_policy_was_trained(tmp_path):
 def test_run_robot_loop_script_records_an_episode(exported, tmp_path):
     cmd = [sys.executable, "scripts/run_robot_loop.py", "--bundle", str(exported[1]), "--family", "reach",
            "--rate", "20", "--latency-ms", "20", "--action-delay-ms", "10", "--state-noise", "0.001",
-           "--video", str(tmp_path / "loop.mp4"), "--store", str(tmp_path / "loop.zarr"),
-           "--json", str(tmp_path / "loop.json")]
+           "--delay-steps", "0", "3", "--timeout-ms", "400", "--video", str(tmp_path / "loop.mp4"),
+           "--store", str(tmp_path / "loop.zarr"), "--json", str(tmp_path / "loop.json")]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "deadline misses" in run.stdout and "inference p50" in run.stdout
+    assert "deadline misses" in run.stdout and "plan age at use" in run.stdout and "cold start" in run.stdout
     result = json.loads((tmp_path / "loop.json").read_text())
-    episode = result["robot"]["episodes"][0]
-    assert episode["ticks"] > 0 and result["policy"]["plans"] > 0
+    (now, late), cold = result["runs"], result["cold_start"]
+    assert [now["delay_steps"], late["delay_steps"]] == [0, 3] and now["policy"]["plans"] > 0
+    # the injected delay shows in the robot's own accounting: plans used 3+ ticks after their observation
+    assert late["robot"]["episodes"][0]["plan_age_ms"]["p50"] >= 150 > now["robot"]["episodes"][0]["plan_age_ms"]["p50"]
+    assert late["policy"]["turnaround_ms"]["p50"] >= 150 and 0 < cold["warmup_s"] <= cold["ready_s"]
     from embodied.data.store import EpisodeStore
 
-    store = EpisodeStore.open(tmp_path / "loop.zarr")
-    assert store.num_episodes == 1 and len(store.actions()) == episode["ticks"]
-    assert (tmp_path / "loop.mp4").stat().st_size > 1000
+    store = EpisodeStore.open(tmp_path / "loop.zarr")  # both runs' episodes
+    assert store.num_episodes == 2
+    assert len(store.actions()) == sum(r["robot"]["episodes"][0]["ticks"] for r in (now, late))
+    assert all((tmp_path / f"loop_delay{d}.mp4").stat().st_size > 1000 for d in (0, 3))  # one video per delay
     bad = subprocess.run([sys.executable, "scripts/run_robot_loop.py", "--bundle", str(tmp_path), "--family", "reach"],
                          cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
