@@ -31,6 +31,8 @@ from embodied.runtime.keys import Guard
 from embodied.runtime.robot import MessageError, decode_chunk, encode_observation
 from embodied.runtime.safety import SafetyConfig, SafetyLayer
 
+COMMITTED = 16  # actions ahead each observation carries: what the arm will do unless a new plan comes
+
 
 @dataclass
 class SimRobotConfig:
@@ -217,7 +219,8 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
         previous = source if not hold else previous
         plans.pop(tick - 64, None)  # long past any plan that can still be executed
         last = (terminated and cfg.stop_on_success) or tick == limit - 1
-        publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(last))
+        publisher.send(_observe(obs, cfg, rng), tick + 1, episode, done=bool(last),
+                       committed=executor.upcoming(COMMITTED))
         if terminated and cfg.stop_on_success:
             break
         if fresh_at is None and now - start > cfg.start_timeout_s:
@@ -263,9 +266,9 @@ class DelayedPublisher:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def send(self, obs: dict, tick: int, episode: int, done: bool = False) -> None:
+    def send(self, obs: dict, tick: int, episode: int, done: bool = False, committed=None) -> None:
         stamp = time.perf_counter()
-        raw = encode_observation(obs, tick, stamp, episode=episode, done=done)
+        raw = encode_observation(obs, tick, stamp, committed, episode=episode, done=done)
         with self.cond:
             heapq.heappush(self.queue, (stamp + self.latency, tick, raw))
             self.cond.notify()

@@ -47,17 +47,23 @@ class PolicyGraph(nn.Module):
         self.model, self.cameras = model, cameras
 
     def forward(self, *inputs):
-        *images, state, lang, lang_mask, noise = inputs
+        """images..., state, lang, lang_mask, noise, and with rtc > 0: prefix (B, H, A) in env units and
+        prefix_len (B,) int64 (the committed actions a plan continues)."""
         model = self.model
+        if model.cfg.rtc > 0:
+            *images, state, lang, lang_mask, noise, prefix, prefix_len = inputs
+            extra = {"prefix": model.normalize_action(prefix), "prefix_len": prefix_len}
+        else:
+            (*images, state, lang, lang_mask, noise), extra = inputs, {}
         frames = dict(zip(self.cameras, images, strict=True))
         norm_state = model.normalize_state(state)
         if model.cfg.head == "regression":
-            chunk = model(frames, norm_state, lang, lang_mask)
+            chunk = model(frames, norm_state, lang, lang_mask, **extra)
         else:  # the Euler steps, unrolled into the graph; the starting noise is an input
             x, dt = noise, 1.0 / model.cfg.flow_steps
             for i in range(model.cfg.flow_steps):
                 time_ = torch.full((state.shape[0],), i * dt, dtype=state.dtype)
-                x = x + dt * model(frames, norm_state, lang, lang_mask, x, time_)
+                x = x + dt * model(frames, norm_state, lang, lang_mask, x, time_, **extra)
             chunk = x
         return model.denormalize_action(chunk)
 
@@ -92,7 +98,8 @@ def export_bundle(policy, out: Path, int8: bool = False, source: str = "") -> di
     spec = policy.spec
     cameras, (h, w) = list(model.cameras), spec["image_size"]
     inputs = example_inputs(model, cameras, (h, w))
-    names = [*[f"image_{c}" for c in cameras], "state", "lang", "lang_mask", "noise"]
+    names = [*[f"image_{c}" for c in cameras], "state", "lang", "lang_mask", "noise",
+             *(("prefix", "prefix_len") if model.cfg.rtc > 0 else ())]
     _to_onnx(PolicyGraph(model, cameras), inputs, names, ["chunk"], tmp / "policy.onnx")
     language = policy.language
     tokens = language.tokenizer(["pick up the red cube"], padding="max_length", truncation=True,
@@ -137,7 +144,11 @@ def example_inputs(model, cameras: list[str], size: tuple[int, int], batch: int 
     lang = torch.randn(batch, model.cfg.lang_tokens, 384, generator=g)
     mask = torch.arange(model.cfg.lang_tokens)[None].expand(batch, -1) < 9
     noise = torch.randn(batch, model.cfg.action_horizon, model.action_dim, generator=g)
-    return (*images, state.float(), lang, mask, noise)
+    if model.cfg.rtc == 0:
+        return (*images, state.float(), lang, mask, noise)
+    span = model.action_high - model.action_low  # committed actions inside the data's range
+    prefix = model.action_low + span * torch.rand(batch, model.cfg.action_horizon, model.action_dim, generator=g)
+    return (*images, state.float(), lang, mask, noise, prefix, torch.full((batch,), 1 + seed % model.cfg.rtc))
 
 
 def _to_onnx(module: nn.Module, inputs: tuple, names: list[str], outputs: list[str], path: Path) -> None:
@@ -182,6 +193,7 @@ def policy_spec(spec: dict, model, max_tokens: int, source: str, report: dict, h
         "action_spec": action_spec,
         "action_limits": {"low": model.action_low.tolist(), "high": model.action_high.tolist()},
         "head": model.cfg.head, "flow_steps": model.cfg.flow_steps if model.cfg.head == "flow" else 0,
+        "rtc": model.cfg.rtc,
         "instruction_encoder": {"graph": "encoder.onnx", "tokenizer": "tokenizer.json", "max_tokens": max_tokens,
                                 "name": model.cfg.language_model},
         "inputs": {"images": [f"image_{c}" for c in model.cameras], "state": "state", "lang": "lang",

@@ -82,6 +82,11 @@ class PolicyConfig:
     """Codes per latent action (each from the codebook)."""
     latent_stride: int = 4
     """Frames each latent action spans; action_horizon / latent_stride latent actions per chunk."""
+    rtc: int = 0
+    """Real-time chunking, training-time (0 = off): each training chunk is conditioned on its first d ground-truth
+    actions, d drawn from 0..rtc per sample, and the loss is on the rest. At run time the robot's committed
+    actions for the plan's own delay go in as that prefix, so the new plan continues what the arm is doing
+    (docs/robot.md). No inference cost."""
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_EVERY_STAGE))
     """Default LoRA targets of this preset: module-name suffixes or globs; scripts/finetune.py --targets overrides
     them. Every stage (vision, FiLM, keypoints, language and state projections, backbone): a new task may need a
@@ -102,6 +107,9 @@ class PolicyConfig:
             raise UserError(f"latent actions: codes >= 0, groups >= 1 and 1 <= stride <= action_horizon "
                             f"({self.action_horizon}); got {self.latent_codes}, {self.latent_groups}, "
                             f"{self.latent_stride}")
+        if not 0 <= self.rtc < self.action_horizon:
+            raise UserError(f"rtc (the longest committed prefix) must be in 0..action_horizon-1 "
+                            f"({self.action_horizon - 1}), got {self.rtc}")
         if self.d_model % self.heads:
             raise UserError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
 

@@ -133,6 +133,8 @@ class VLA(nn.Module):
         if cfg.latent_codes > 0:
             self.latent_queries = nn.Parameter(torch.zeros(cfg.action_horizon // cfg.latent_stride, d))
             self.latent_head = nn.Linear(d, cfg.latent_groups * cfg.latent_codes)
+        if cfg.rtc > 0:  # a committed action (normalized) and its flag, added to its query
+            self.prefix_proj = nn.Linear(action_dim + 1, d)
         if cfg.head == "flow":
             self.noisy_proj = nn.Linear(action_dim, d)
             self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -176,15 +178,18 @@ class VLA(nn.Module):
 
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, lang: torch.Tensor,
                 lang_mask: torch.Tensor, noisy_action: torch.Tensor | None = None, time: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, with_focus: bool = False):
+                generator: torch.Generator | None = None, with_focus: bool = False, prefix=None, prefix_len=None):
         """images: {camera: uint8 (B, T, H, W, 3)}; state: (B, T, S) normalized; lang: (B, L, 384);
         lang_mask: bool (B, L), True for real tokens; noisy_action: (B, H, A), time: (B,) for flow.
-        with_focus: also return the focus prediction (B, 3) in FOCUS_SCALE units (needs focus_loss > 0)."""
-        out = self.outputs(images, state, lang, lang_mask, noisy_action, time, generator, with_focus)
+        with_focus: also return the focus prediction (B, 3) in FOCUS_SCALE units (needs focus_loss > 0).
+        prefix: (B, H, A) normalized actions already committed, the first prefix_len (B,) of them real (rtc > 0)."""
+        out = self.outputs(images, state, lang, lang_mask, noisy_action, time, generator, with_focus,
+                           prefix=prefix, prefix_len=prefix_len)
         return (out["chunk"], out["focus"]) if with_focus else out["chunk"]
 
     def outputs(self, images, state, lang, lang_mask, noisy_action=None, time=None, generator=None,
-                with_focus: bool = False, with_latent: bool = False, with_points: bool = False) -> dict:
+                with_focus: bool = False, with_latent: bool = False, with_points: bool = False, prefix=None,
+                prefix_len=None) -> dict:
         """{"chunk": (B, H, A), "focus": (B, 3) or None, "latent": logits (B, H/stride, groups, codes) or None,
         "points": None or {camera: (B, K, 2)}, the current frame's keypoints in unshifted image coordinates
         (see VisionEncoder.forward)}.
@@ -213,6 +218,8 @@ class VLA(nn.Module):
         if self.cfg.head == "flow":
             time_emb = self.time_mlp(_time_features(time, queries.shape[-1]))  # (B, d)
             queries = queries + self.noisy_proj(noisy_action) + time_emb[:, None]
+        if self.cfg.rtc > 0:
+            queries = queries + self.prefix_proj(self._prefix_input(prefix, prefix_len, queries))
         if self.cfg.focus_loss > 0:
             tokens.append(self.focus_query.expand(b, -1, -1))  # (B, 1, d), just before the action queries
         tokens.append(queries)
@@ -233,6 +240,14 @@ class VLA(nn.Module):
             logits = self.latent_head(x[:, latent_at: latent_at + n_latent])  # (B, H/stride, G*K)
             out["latent"] = logits.unflatten(-1, (self.cfg.latent_groups, self.cfg.latent_codes))
         return out
+
+    def _prefix_input(self, prefix, prefix_len, queries) -> torch.Tensor:
+        """(B, H, A + 1): each committed action with a 1, zeros past the prefix (and without one)."""
+        b, h = queries.shape[:2]
+        if prefix is None:
+            return queries.new_zeros(b, h, self.action_dim + 1)
+        real = (torch.arange(h, device=queries.device)[None] < prefix_len[:, None]).to(queries.dtype)[..., None]
+        return torch.cat([prefix.to(queries.dtype) * real, real], dim=-1)
 
     def film_lang(self, state: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
         """The instruction vector FiLM reads at each frame, (B, T, 384): see film_weights."""
@@ -261,6 +276,11 @@ class VLA(nn.Module):
         w = torch.ones(action.shape[0], device=action.device, dtype=action.dtype) if weight is None else weight
         mask = (action_mask if action_mask.dim() == 3 else action_mask[..., None]).expand_as(action)
         mask = mask.to(action.dtype) * w[:, None, None]
+        prefix = prefix_len = None
+        if self.cfg.rtc > 0:  # condition on the first d true actions, d in 0..rtc per sample; learn the rest
+            prefix_len = torch.randint(0, self.cfg.rtc + 1, (action.shape[0],), generator=generator).to(action.device)
+            prefix = action
+            mask = mask * (torch.arange(action.shape[1], device=action.device)[None] >= prefix_len[:, None])[..., None]
         aux = focus is not None and self.cfg.focus_loss > 0
         pull = {c: v for c, v in (focus_px or {}).items() if c in self.cameras} if self.cfg.keypoint_loss > 0 else {}
         with_latent = latent is not None  # even with no code in this batch: DDP needs the same graph each step
@@ -268,14 +288,14 @@ class VLA(nn.Module):
             raise ValueError("latent-action targets need a model built with latent_codes > 0")
         if self.cfg.head == "regression":
             out = self.outputs(images, state, lang, lang_mask, generator=generator, with_focus=aux,
-                               with_latent=with_latent, with_points=bool(pull))
+                               with_latent=with_latent, with_points=bool(pull), prefix=prefix, prefix_len=prefix_len)
             err = (out["chunk"] - action).abs()
         else:
             noise = torch.randn(action.shape, generator=generator, device="cpu").to(action.device, action.dtype)
             time = torch.rand(action.shape[0], generator=generator, device="cpu").to(action.device, action.dtype)
             noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * action
             out = self.outputs(images, state, lang, lang_mask, noisy, time, generator=generator, with_focus=aux,
-                               with_latent=with_latent, with_points=bool(pull))
+                               with_latent=with_latent, with_points=bool(pull), prefix=prefix, prefix_len=prefix_len)
             err = (out["chunk"] - (action - noise)) ** 2  # velocity of the straight path noise -> action
         loss = (err * mask).sum() / mask.sum().clamp(min=1e-6)
         if aux:  # masked rather than indexed, so every step uses the focus head (as DDP requires)
@@ -295,17 +315,17 @@ class VLA(nn.Module):
         return loss
 
     @torch.no_grad()
-    def sample(self, images, state, lang, lang_mask, generator=None) -> torch.Tensor:
-        """The normalized action chunk (B, H, A)."""
+    def sample(self, images, state, lang, lang_mask, generator=None, prefix=None, prefix_len=None) -> torch.Tensor:
+        """The normalized action chunk (B, H, A); with rtc > 0, continuing a committed prefix (see forward)."""
         if self.cfg.head == "regression":
-            return self(images, state, lang, lang_mask)
+            return self(images, state, lang, lang_mask, prefix=prefix, prefix_len=prefix_len)
         b = state.shape[0]
         x = torch.randn((b, self.cfg.action_horizon, self.action_dim), generator=generator, device="cpu").to(
             state.device)
         dt = 1.0 / self.cfg.flow_steps
         for i in range(self.cfg.flow_steps):  # Euler integration of the learned velocity field
             time = torch.full((b,), i * dt, device=state.device)
-            x = x + dt * self(images, state, lang, lang_mask, x, time)
+            x = x + dt * self(images, state, lang, lang_mask, x, time, prefix=prefix, prefix_len=prefix_len)
         return x
 
 

@@ -144,6 +144,27 @@ class VLAPolicy:
                   for c in self.model.cameras}
         state = torch.from_numpy(np.stack([[o["state"] for o in f] for f in frames])).float().to(self.device)
         lang, mask = self.language.encode([o["instruction"] for o in observations])
+        prefix, prefix_len = self._prefix(observations)
         chunk = self.model.sample(images, self.model.normalize_state(state), lang.to(self.device),
-                                  mask.to(self.device), generator=generator)
+                                  mask.to(self.device), generator=generator, prefix=prefix, prefix_len=prefix_len)
         return self.model.denormalize_action(chunk).float().cpu().numpy()
+
+    @property
+    def continues_prefix(self) -> bool:
+        """Whether the model was trained for real-time chunking (takes an observation's "prefix")."""
+        return self.model.cfg.rtc > 0
+
+    def _prefix(self, observations: list[dict]):
+        """An observation's "prefix" (k, A) in env units: the actions the robot has committed to for the plan's
+        own delay (real-time chunking); used by a model trained with rtc > 0, up to rtc of them."""
+        cfg = self.model.cfg
+        if cfg.rtc == 0 or not any(o.get("prefix") is not None for o in observations):
+            return None, None
+        prefix = torch.zeros(len(observations), cfg.action_horizon, self.model.action_dim)
+        lengths = torch.zeros(len(observations), dtype=torch.long)
+        for i, o in enumerate(observations):
+            if o.get("prefix") is not None and len(o["prefix"]):
+                k = min(len(o["prefix"]), cfg.rtc)
+                prefix[i, :k] = torch.as_tensor(np.asarray(o["prefix"][:k], np.float32))
+                lengths[i] = k
+        return self.model.normalize_action(prefix.to(self.device)), lengths.to(self.device)

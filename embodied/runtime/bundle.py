@@ -178,7 +178,24 @@ class OnnxPolicy:
         if "noise" in self.feeds:
             shape = (1, self.spec["chunk_size"], self.spec["action_dim"])
             feed["noise"] = self.rng.standard_normal(shape).astype(np.float32)
+        if "prefix" in self.feeds:  # real-time chunking: the actions the robot committed to meanwhile
+            feed["prefix"], feed["prefix_len"] = self._prefix(observation.get("prefix"))
         return self.session.run(None, {k: v for k, v in feed.items() if k in self.feeds})[0][0]
+
+    def _prefix(self, committed) -> tuple[np.ndarray, np.ndarray]:
+        prefix = np.zeros((1, self.spec["chunk_size"], self.spec["action_dim"]), np.float32)
+        k = 0 if committed is None else min(len(committed), self.spec.get("rtc", 0))
+        if k:
+            committed = np.asarray(committed, np.float32)
+            if committed.ndim != 2 or committed.shape[1] != self.spec["action_dim"]:
+                raise UserError(f"prefix: expected float (k, {self.spec['action_dim']}), got {committed.shape}")
+            prefix[0, :k] = committed[:k]
+        return prefix, np.array([k], np.int64)
+
+    @property
+    def continues_prefix(self) -> bool:
+        """Whether this bundle was trained for real-time chunking (takes an observation's "prefix")."""
+        return "prefix" in self.feeds
 
     def check(self, observation: dict) -> None:
         """Wrong shapes, dtypes or cameras are refused before anything runs."""

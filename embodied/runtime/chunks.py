@@ -94,6 +94,24 @@ class ChunkExecutor:
         live = [start for start, c in self._chunks if 0 <= self._step - start < len(c)]
         return max(live) if self.mode == "ensemble" and live else (live[-1] if live else None)
 
+    def upcoming(self, n: int) -> np.ndarray:
+        """The actions the next `n` steps will execute if no new plan comes (fewer where the plans run out):
+        what the robot has committed to, which a real-time-chunking plan continues."""
+        out = []
+        for step in range(self._step, self._step + n):
+            live = [(start, c) for start, c in self._chunks if 0 <= step - start < len(c)]
+            if not live:
+                break
+            if self.mode == "receding":
+                start, chunk = live[-1]
+                out.append(chunk[step - start])
+            else:
+                actions = np.stack([c[step - start] for start, c in live])
+                weights = np.exp(-self.decay * np.arange(len(live)))
+                out.append((weights[:, None] * actions).sum(0) / weights.sum())
+        width = self._chunks[-1][1].shape[1] if self._chunks else 0
+        return np.asarray(out, np.float32).reshape(len(out), width)
+
     def skip(self) -> None:
         """Advance one step without an action (the robot held)."""
         self._step += 1

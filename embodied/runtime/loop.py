@@ -23,10 +23,17 @@ def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episo
 
     A message that is not an observation, or an observation the policy refuses (wrong cameras or shapes),
     is counted and skipped; only REFUSED_IN_A_ROW of them in a row stop the loop, with the reason.
+    A policy trained for real-time chunking (`continues_prefix`) gets, as its observation's "prefix", the
+    first k of the actions the robot has committed to (the observation's "committed"), k the ticks its plan
+    is expected to take to arrive: the recent observation-in -> plan-out time over the robot's tick period
+    (both measured; the network's latency before the observation arrived is not seen from here).
+
     Returns planning latency percentiles (ms: inference alone, and observation in to plan out), how many
-    plans were sent, the refused messages, and the first plan's latency (the cold start)."""
+    plans were sent, the refused messages, the first plan's latency (the cold start), and the prefix
+    lengths used."""
     latencies, turnaround, episode, last_tick, ended, quiet, done_seen = [], [], None, None, 0, 0.0, False
-    bad, refused, in_a_row = 0, 0, 0
+    bad, refused, in_a_row, prefixes, last_seen, period = 0, 0, 0, [], None, None
+    continues = getattr(policy, "continues_prefix", False)
     while episodes is None or ended < episodes:
         try:
             obs = robot.get_observation(timeout=0.5)
@@ -49,8 +56,17 @@ def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episo
             ended += not done_seen
             done_seen = True
             continue
+        if "time" in obs:
+            if last_seen is not None and obs["tick"] > last_seen[0]:  # the robot's period, on its own clock
+                period = (obs["time"] - last_seen[1]) / (obs["tick"] - last_seen[0])
+            last_seen = (obs["tick"], obs["time"])
         if last_tick is not None and obs["tick"] - last_tick < replan_every:
             continue
+        if continues and obs.get("committed") is not None:
+            expected = float(np.median(turnaround[-10:])) if turnaround else delay
+            k = int(np.floor(expected / period + 0.5)) if period else 0
+            obs = {**obs, "prefix": obs["committed"][:k]}
+            prefixes.append(len(obs["prefix"]))
         start = time.perf_counter()
         try:
             chunk = policy.act(obs)
@@ -68,7 +84,8 @@ def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episo
         last_tick = obs["tick"]
     return {"plans": len(latencies), "latency_ms": percentiles(latencies), "turnaround_ms": percentiles(turnaround),
             "first_plan_ms": 1e3 * turnaround[0] if turnaround else None, "delay_ms": 1e3 * delay,
-            "bad_messages": bad, "refused_observations": refused}
+            "bad_messages": bad, "refused_observations": refused,
+            "prefix_steps": {"mean": float(np.mean(prefixes)), "max": int(max(prefixes))} if prefixes else None}
 
 
 def percentiles(seconds: list[float]) -> dict:

@@ -43,8 +43,8 @@ class MessageError(UserError):
 
 MAX_MESSAGE = 64 << 20  # bytes: a larger message is dropped by the socket before it is read (ZMQ_MAXMSGSIZE)
 DTYPES = {"float32", "float64", "uint8"}  # the only dtypes the protocol sends
-OBS_FIELDS, CHUNK_FIELDS = {"type", "tick", "time", "instruction", "state", "images", "episode", "done"}, \
-    {"type", "tick", "episode", "chunk"}
+OBS_FIELDS = {"type", "tick", "time", "instruction", "state", "images", "episode", "done", "committed"}
+CHUNK_FIELDS = {"type", "tick", "episode", "chunk"}
 
 
 def _array(a: np.ndarray) -> dict:
@@ -87,7 +87,10 @@ def _fields(msg: dict, kind: str, allowed: set, required: set) -> None:
             raise MessageError(f"{kind}: {key!r} must be a non-negative int, got {_short(msg[key])}")
 
 
-def encode_observation(obs: dict, tick: int, stamp: float, **extra) -> bytes:
+def encode_observation(obs: dict, tick: int, stamp: float, committed: np.ndarray | None = None, **extra) -> bytes:
+    """`committed`: (k, A) float32, the actions the robot will execute from this tick on if no new plan comes."""
+    if committed is not None:
+        extra["committed"] = _array(np.asarray(committed, np.float32))
     return msgpack.packb({"type": "obs", "tick": tick, "time": stamp, "instruction": obs["instruction"],
                           "state": _array(obs["state"]), "images": {c: _array(v) for c, v in obs["images"].items()},
                           **extra})
@@ -115,7 +118,13 @@ def decode_observation(raw: bytes) -> dict:
     for c, image in images.items():
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise MessageError(f"obs: image {c!r} must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    return {"episode": 0, "done": False, **msg, "state": state, "images": images}
+    out = {"episode": 0, "done": False, **msg, "state": state, "images": images}
+    if "committed" in msg:  # the actions the robot will run from this tick on unless a new plan comes
+        out["committed"] = _from(msg["committed"], "committed")
+        if out["committed"].ndim != 2 or out["committed"].dtype != np.float32:
+            raise MessageError(f"obs: committed must be float32 (k, A), got {out['committed'].dtype} "
+                               f"{out['committed'].shape}")
+    return out
 
 
 def encode_chunk(chunk: np.ndarray, tick: int, episode: int = 0) -> bytes:

@@ -32,6 +32,8 @@ class ModelOverrides:
     state) or 'mean+state' (their average)."""
     augment_shift: int | None = None
     """Random-shift augmentation of training images (pixels, every camera; 0 = off)."""
+    rtc: int | None = None
+    """Real-time chunking: condition each chunk on up to this many committed actions (0 = off; docs/robot.md)."""
 
     def given(self) -> dict:
         """The overrides that were set."""

@@ -67,7 +67,7 @@ def test_parameter_counts_match_presets():
 @pytest.mark.parametrize("field, value", [
     ("d_model", 64), ("depth", 2), ("mlp_ratio", 2.0), ("vision_channels", [8, 16, 32, 64]), ("film", False),
     ("obs_horizon", 2), ("action_horizon", 8), ("head", "flow"), ("lang_tokens", 12), ("keypoints", 8),
-    ("film_pool", "mean"),
+    ("film_pool", "mean"), ("rtc", 4),
 ])
 def test_every_architecture_field_changes_the_model(field, value):
     base = count(VLA(load_preset("tiny"), CAMS, (96, 96), 13, 5))

@@ -32,7 +32,7 @@ from embodied.runtime.robot import (
 
 ROOT = Path(__file__).resolve().parents[2]
 OBS = {"images": {"front": np.zeros((4, 4, 3), np.uint8)}, "state": np.zeros(3, np.float32), "instruction": "x"}
-VALID = {"obs": msgpack.unpackb(encode_observation(OBS, 3, 1.5, episode=0, done=False)),
+VALID = {"obs": msgpack.unpackb(encode_observation(OBS, 3, 1.5, np.zeros((2, 5)), episode=0, done=False)),
          "chunk": msgpack.unpackb(encode_chunk(np.zeros((16, 5), np.float32), 7))}
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=8)
            | st.binary(max_size=64))

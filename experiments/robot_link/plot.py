@@ -1,0 +1,77 @@
+"""Success and seams against the injected delay, from `run_robot_loop.py --delay-steps ... --json` files
+(one per family and execution mode), with a markdown table of the figures.
+
+    python experiments/robot_link/plot.py experiments/robot_link/*.json --out experiments/robot_link/delay_sweep.png
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from embodied.errors import cli
+from embodied.evaluation.rollouts import wilson
+
+
+@dataclass
+class Args:
+    sweeps: tyro.conf.Positional[list[Path]]
+    out: Path = Path("experiments/robot_link/delay_sweep.png")
+
+
+def rows(path: Path) -> list[dict]:
+    data = json.loads(path.read_text())
+    out = []
+    for run in data["runs"]:
+        config, eps = run["robot"]["config"], run["robot"]["episodes"]
+        wins = sum(e["success"] for e in eps)
+        ratio = [e["seam_ratio"] for e in eps if e["seam_ratio"] is not None]
+        first = [e["first_plan_jump"] for e in eps if e["first_plan_jump"] is not None]
+        out.append({"family": config["family"], "mode": config["mode"], "d": run["delay_steps"],
+                    "ms": 1e3 * run["delay_steps"] / config["rate"], "n": len(eps), "wins": wins,
+                    "ci": wilson(wins, len(eps)), "seam_ratio": float(np.mean(ratio)) if ratio else float("nan"),
+                    "first_jump": float(np.mean(first)) if first else float("nan"),
+                    "age_p95": float(np.mean([e["plan_age_ms"]["p95"] for e in eps])),
+                    "held": int(sum(sum(e["held"].values()) for e in eps)), "ticks": int(sum(e["ticks"] for e in eps)),
+                    "jerk_p95": float(np.mean([e["jerk"]["p95"] for e in eps]))})
+    return out
+
+
+def main(args: Args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = [r for path in args.sweeps for r in rows(path)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in sorted({(r["family"], r["mode"]) for r in table}):
+        rs = sorted((r for r in table if (r["family"], r["mode"]) == key), key=lambda r: r["d"])
+        d = [r["d"] for r in rs]
+        p = np.array([r["wins"] / r["n"] for r in rs])
+        lo, hi = np.array([r["ci"][0] for r in rs]), np.array([r["ci"][1] for r in rs])
+        left.errorbar(d, 100 * p, yerr=100 * np.stack([p - lo, hi - p]), marker="o", capsize=3, label=" ".join(key))
+        right.plot(d, [r["seam_ratio"] for r in rs], marker="o", label=" ".join(key))
+    left.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="success % (95% interval)", ylim=(-5, 105))
+    right.axhline(1.5, color="grey", linestyle=":", label="target 1.5x")
+    right.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="seam jump / within-plan jump")
+    for ax in (left, right):
+        ax.set_xticks(sorted({r["d"] for r in table}))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print("| family | mode | delay | success | seam ratio | first-plan jump | plan age p95 | held / ticks | jerk p95 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in table:
+        print(f"| {r['family']} | {r['mode']} | {r['d']} ({r['ms']:.0f} ms) | {100 * r['wins'] / r['n']:.0f}% "
+              f"[{100 * r['ci'][0]:.0f}-{100 * r['ci'][1]:.0f}] of {r['n']} | {r['seam_ratio']:.2f}x | "
+              f"{r['first_jump']:.3f} | {r['age_p95']:.0f} ms | {r['held']} / {r['ticks']} | {r['jerk_p95']:.1f} |")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    cli(lambda: main(tyro.cli(Args)))
