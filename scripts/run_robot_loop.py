@@ -35,7 +35,9 @@ class Args:
     instruction: str | None = None
     """A typed instruction (one episode in the full tabletop suite)."""
     family: str | None = None
-    """Or: episodes of this task family on the evaluation seeds (from 1,000,000, as in evaluate.py)."""
+    """Or: episodes of this task family on a seed block's scenes (as evaluate.py plays them)."""
+    block: str = "selection"
+    """Seed block: 'selection' (from 1,000,000: choose settings here) or 'report' (from 5,000,000: final tables)."""
     episodes: int = 1
     rate: float = 10.0
     """Control rate (Hz)."""
@@ -69,6 +71,7 @@ def main(args: Args) -> dict:
     import psutil
 
     from embodied.envs.simrobot import rehearse
+    from embodied.evaluation.rollouts import SEED_BLOCKS, scene_seeds
     from embodied.runtime.bundle import OnnxPolicy
 
     if (args.instruction is None) == (args.family is None):
@@ -79,10 +82,13 @@ def main(args: Args) -> dict:
         raise UserError(f"a delay of {max(args.delay_steps)} steps at {args.rate:g} Hz leaves no plan younger than "
                         f"--timeout-ms {args.timeout_ms:g}: the watchdog would hold throughout; give --timeout-ms "
                         f">= {(max(args.delay_steps) + 2) / args.rate * 1e3:.0f}")
+    if args.block not in SEED_BLOCKS:
+        raise UserError(f"--block must be one of {', '.join(SEED_BLOCKS)}; got {args.block!r}")
     policy = OnnxPolicy(args.bundle, precision=args.precision)  # refuses a damaged bundle before anything moves
     ready = time.time() - psutil.Process().create_time()  # process start -> runtime loaded and warmed up
     episodes = 1 if args.instruction else args.episodes
-    config = {"rate": args.rate, "family": args.family or "suite", "seeds": [1_000_000 + i for i in range(episodes)],
+    config = {"rate": args.rate, "family": args.family or "suite",
+              "seeds": scene_seeds(SEED_BLOCKS[args.block], args.family or "suite", episodes),
               "instruction": args.instruction, "split": args.split, "cameras": policy.cameras,
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
@@ -102,7 +108,7 @@ def main(args: Args) -> dict:
                 store_loop_episodes(args.store, record, config)
     cold = {"ready_s": ready, "warmup_s": policy.ready_s, "first_plan_ms": runs[0]["policy"]["first_plan_ms"]}
     summarize(runs, cold, args)
-    out = {"runs": runs, "cold_start": cold}
+    out = {"runs": runs, "cold_start": cold, "block": args.block}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return out
@@ -163,7 +169,8 @@ def summarize(runs: list[dict], cold: dict, args: Args) -> None:
                                                            sum(e["stale_plans_dropped"] for e in eps)), "d"),
         }
 
-    table = Table(title=f"{args.bundle} through the simulated-hardware loop at {args.rate:g} Hz, {args.mode}"
+    table = Table(title=f"{args.bundle} through the simulated-hardware loop at {args.rate:g} Hz, {args.mode}, "
+                        f"{args.block} block"
                         f"{', CURVE' if args.keys else ''}")
     table.add_column("figure")
     columns = [figures(run) for run in runs]
