@@ -56,6 +56,6 @@ def seams(ticks: list[dict], gripper: int | None, period: float) -> dict:
     ee = np.asarray([t["ee"] for t in ticks], float)
     jerk = np.linalg.norm(np.diff(ee, n=3, axis=0), axis=1) / period**3 if len(ee) > 3 else np.zeros(0)
     seam_jump, within_jump = (float(np.mean(v)) if v else None for v in (seam, within))
-    return {"seams": len(seam), "seam_jump": seam_jump, "within_plan_jump": within_jump,
+    return {"seams": len(seam), "within_steps": len(within), "seam_jump": seam_jump, "within_plan_jump": within_jump,
             "seam_ratio": seam_jump / within_jump if seam and within and within_jump > 0 else None,
             "first_plan_jump": first, "jerk": _stats(jerk)}

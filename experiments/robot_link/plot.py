@@ -29,16 +29,27 @@ def rows(path: Path) -> list[dict]:
     for run in data["runs"]:
         config, eps = run["robot"]["config"], run["robot"]["episodes"]
         wins = sum(e["success"] for e in eps)
-        ratio = [e["seam_ratio"] for e in eps if e["seam_ratio"] is not None]
+        ratio = pooled_ratio(eps)
         first = [e["first_plan_jump"] for e in eps if e["first_plan_jump"] is not None]
         out.append({"family": config["family"], "mode": config["mode"], "d": run["delay_steps"],
                     "ms": 1e3 * run["delay_steps"] / config["rate"], "n": len(eps), "wins": wins,
-                    "ci": wilson(wins, len(eps)), "seam_ratio": float(np.mean(ratio)) if ratio else float("nan"),
+                    "ci": wilson(wins, len(eps)), "seam_ratio": ratio,
                     "first_jump": float(np.mean(first)) if first else float("nan"),
                     "age_p95": float(np.mean([e["plan_age_ms"]["p95"] for e in eps])),
                     "held": int(sum(sum(e["held"].values()) for e in eps)), "ticks": int(sum(e["ticks"] for e in eps)),
                     "jerk_p95": float(np.mean([e["jerk"]["p95"] for e in eps]))})
     return out
+
+
+def pooled_ratio(eps: list[dict]) -> float:
+    """Mean seam jump over mean within-plan jump, pooled over every episode's steps."""
+    seams = sum(e["seams"] for e in eps if e["seam_jump"] is not None)
+    steps = sum(e.get("within_steps", 0) for e in eps if e["within_plan_jump"] is not None)
+    if not seams or not steps:
+        return float("nan")
+    seam = sum(e["seam_jump"] * e["seams"] for e in eps if e["seam_jump"] is not None) / seams
+    within = sum(e["within_plan_jump"] * e["within_steps"] for e in eps if e["within_plan_jump"] is not None) / steps
+    return seam / within if within > 0 else float("nan")
 
 
 def main(args: Args) -> None:

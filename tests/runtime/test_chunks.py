@@ -68,6 +68,25 @@ def test_plans_arriving_unasked_wait_for_the_gripper_switch():
         assert used == expect, (gripper, used)
 
 
+def test_a_late_plan_from_before_a_gripper_switch_cannot_undo_it():
+    """The hardware loop with delay: a plan computed before the close ran never saw it; it is dropped (it
+    would reopen the gripper), and the first plan computed after the close is taken."""
+    def plan(close_at):
+        chunk = np.zeros((8, 2), np.float32)
+        chunk[:, 0] = close_at
+        chunk[:, 1] = np.where(np.arange(8) >= close_at, 1.0, -1.0)
+        return chunk
+    for gripper, expect in ((1, [2, 2, 2, 2, 9]), (None, [2, 2, 2, 9, 9])):
+        ex = ChunkExecutor("receding", gripper=gripper)
+        ex.add(plan(2), at=0)
+        used = [ex.next()[0] for _ in range(3)]  # steps 0-2: closes at step 2
+        ex.add(plan(9), at=2)  # for step 2's observation, taken before the close: it plans open
+        used.append(ex.next()[0])
+        ex.add(plan(9), at=4)
+        used.append(ex.next()[0])
+        assert used == expect, (gripper, used)
+
+
 class Spec:
     spec = {"action_spec": {"names": ["dx", "dy", "dz", "dyaw", "gripper"]}}
 
