@@ -277,8 +277,10 @@ class VLA(nn.Module):
         mask = (action_mask if action_mask.dim() == 3 else action_mask[..., None]).expand_as(action)
         mask = mask.to(action.dtype) * w[:, None, None]
         prefix = prefix_len = None
-        if self.cfg.rtc > 0:  # condition on the first d true actions, d in 0..rtc per sample; learn the rest
-            prefix_len = torch.randint(0, self.cfg.rtc + 1, (action.shape[0],), generator=generator).to(action.device)
+        if self.cfg.rtc > 0:  # condition on the first d true actions and learn the rest: half the samples d = 0
+            # (no delay: every position must be learned too), the others d uniform in 1..rtc
+            d = torch.randint(1, self.cfg.rtc + 1, (action.shape[0],), generator=generator)
+            prefix_len = (d * (torch.rand(action.shape[0], generator=generator) < 0.5)).to(action.device)
             prefix = action
             mask = mask * (torch.arange(action.shape[1], device=action.device)[None] >= prefix_len[:, None])[..., None]
         aux = focus is not None and self.cfg.focus_loss > 0
