@@ -108,7 +108,7 @@ def main(args: Args) -> dict:
                 store_loop_episodes(args.store, record, config)
     cold = {"ready_s": ready, "warmup_s": policy.ready_s, "first_plan_ms": runs[0]["policy"]["first_plan_ms"]}
     summarize(runs, cold, args)
-    out = {"runs": runs, "cold_start": cold, "block": args.block}
+    out = {"runs": runs, "cold_start": cold, "block": args.block, "bundle": str(args.bundle)}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return out

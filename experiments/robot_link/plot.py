@@ -1,7 +1,9 @@
 """Success and seams against the injected delay, from `run_robot_loop.py --delay-steps ... --json` files
 (one per family and execution mode), with a markdown table of the figures.
 
-    python experiments/robot_link/plot.py experiments/robot_link/*.json --out experiments/robot_link/delay_sweep.png
+    python experiments/robot_link/plot.py experiments/robot_link/report/*.json --out experiments/robot_link/report.png
+
+Each file is named <family>_<run>.json; <run> labels its curve (receding, ensemble, rtc, ...).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from embodied.evaluation.rollouts import wilson
 @dataclass
 class Args:
     sweeps: tyro.conf.Positional[list[Path]]
-    out: Path = Path("experiments/robot_link/delay_sweep.png")
+    out: Path = Path("experiments/robot_link/report.png")
 
 
 def rows(path: Path) -> list[dict]:
@@ -31,7 +33,8 @@ def rows(path: Path) -> list[dict]:
         wins = sum(e["success"] for e in eps)
         ratio = pooled_ratio(eps)
         first = [e["first_plan_jump"] for e in eps if e["first_plan_jump"] is not None]
-        out.append({"family": config["family"], "mode": config["mode"], "d": run["delay_steps"],
+        out.append({"family": config["family"], "mode": path.stem.removeprefix(config["family"] + "_"),
+                    "d": run["delay_steps"],
                     "ms": 1e3 * run["delay_steps"] / config["rate"], "n": len(eps), "wins": wins,
                     "ci": wilson(wins, len(eps)), "seam_ratio": ratio,
                     "first_jump": float(np.mean(first)) if first else float("nan"),
@@ -75,7 +78,7 @@ def main(args: Args) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
-    print("| family | mode | delay | success | seam ratio | first-plan jump | plan age p95 | held / ticks | jerk p95 |")
+    print("| family | run | delay | success | seam ratio | first-plan jump | plan age p95 | held / ticks | jerk p95 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in table:
         print(f"| {r['family']} | {r['mode']} | {r['d']} ({r['ms']:.0f} ms) | {100 * r['wins'] / r['n']:.0f}% "
