@@ -84,9 +84,9 @@ class PolicyConfig:
     """Frames each latent action spans; action_horizon / latent_stride latent actions per chunk."""
     rtc: int = 0
     """Real-time chunking, training-time (0 = off): each training chunk is conditioned on its first d ground-truth
-    actions and the loss is on the rest; d = 0 for half the samples, uniform in 1..rtc for the others. At run time the robot's committed
-    actions for the plan's own delay go in as that prefix, so the new plan continues what the arm is doing
-    (docs/robot.md). No inference cost."""
+    actions and the loss is on the rest; d = 0 for half the samples, uniform in 1..rtc for the others. At run
+    time the robot's committed actions for the plan's own delay go in as that prefix, so the new plan continues
+    what the arm is doing (docs/robot.md). No inference cost."""
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_EVERY_STAGE))
     """Default LoRA targets of this preset: module-name suffixes or globs; scripts/finetune.py --targets overrides
     them. Every stage (vision, FiLM, keypoints, language and state projections, backbone): a new task may need a

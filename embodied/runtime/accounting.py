@@ -24,7 +24,8 @@ def _stats(values) -> dict:
 def deadlines(ticks: list[dict], arrival_age: list[float], period: float, timeout: float) -> dict:
     """plan_age_ms: at each executed tick, the age of the observation its plan was computed from;
     arrival_ms: observation captured -> its plan usable on the robot; held ticks by reason; stale_ticks:
-    executed from a plan older than the timeout (possible only while a gripper switch runs through)."""
+    executed from a plan older than the timeout (the watchdog checks arrival: a plan taken near the timeout
+    runs on past it)."""
     ages = [(t["tick"] - t["plan"]) * period for t in ticks if not t["held"]]
     return {"plan_age_ms": _stats(np.asarray(ages) * 1e3), "arrival_ms": _stats(np.asarray(arrival_age) * 1e3),
             "held": {why: sum(t["why"] == why for t in ticks) for why in HOLD_REASONS},
