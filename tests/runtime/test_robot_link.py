@@ -265,14 +265,14 @@ def test_a_rogue_process_cannot_read_observations_or_move_the_arm(tmp_path):
     make_keys(tmp_path / "wrong")
     addresses = [f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"]
     config = {"observations": addresses[0], "actions": addresses[1], "rate": 20, "family": "reach",
-              "cameras": ["front", "wrist"], "image_size": [32, 32], "max_ticks": 60, "stop_on_success": False,
+              "cameras": ["front", "wrist"], "image_size": [32, 32], "max_ticks": 50, "stop_on_success": False,
               "safety": False, "keys": str(tmp_path / "keys"), "report": str(tmp_path / "report.json"),
               "record": str(tmp_path / "episodes.npz")}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     robot = subprocess.Popen([sys.executable, "-m", "embodied.envs.simrobot", json.dumps(config)], cwd=ROOT,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     rogue = subprocess.Popen([sys.executable, "-c", ROGUE, *addresses, str(tmp_path / "wrong"),
-                              str(tmp_path / "keys/robot.key"), "8"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              str(tmp_path / "keys/robot.key"), "5"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     link = ZmqRobot(*addresses, keys=str(tmp_path / "keys"))
     link.connect()
@@ -295,5 +295,5 @@ def test_a_rogue_process_cannot_read_observations_or_move_the_arm(tmp_path):
     assert rogue_side["sends_tried"] > 100 and rogue_side["observations_seen"] == 0  # encrypted, and refused
     assert report["refused_keys"] >= 1 and report["bad_messages"] == 0
     moved = sent[np.abs(sent[:, :4]).sum(1) > 0]
-    assert len(moved) > 40 and np.allclose(moved, ConstantPolicy().act(None)[0])  # only the policy's plans ran
-    assert stats["plans"] > 40
+    assert len(moved) > 30 and np.allclose(moved, ConstantPolicy().act(None)[0])  # only the policy's plans ran
+    assert stats["plans"] > 30
