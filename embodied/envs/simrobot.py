@@ -215,7 +215,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
                       "plan ran out" if now - fresh_at <= cfg.timeout_ms / 1e3 else "policy silent",
                       "stamp": now, "plan_age": None if fresh_at is None else now - fresh_at,
                       "plan": source, "action": _list(sent), "planned": _list(planned), "continued": _list(continued),
-                      "ee": [round(float(x), 5) for x in obs["state"][6:9]]})
+                      "ee": _list(obs["state"][6:9])})
         previous = source if not hold else previous
         plans.pop(tick - 64, None)  # long past any plan that can still be executed
         last = (terminated and cfg.stop_on_success) or tick == limit - 1

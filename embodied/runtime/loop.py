@@ -37,9 +37,11 @@ def drive(robot, policy, replan_every: int = 1, idle_timeout: float = 5.0, episo
     while episodes is None or ended < episodes:
         try:
             obs = robot.get_observation(timeout=0.5)
-        except MessageError as e:
+        except MessageError as e:  # counted, never fatal; the first few are shown (a flood is not printed)
             bad += 1
-            print(f"policy: refused a message: {e}", file=sys.stderr, flush=True)
+            if bad <= 3:
+                print(f"policy: refused a message{' (more are only counted)' * (bad == 3)}: {e}", file=sys.stderr,
+                      flush=True)
             continue
         received = time.perf_counter()
         if obs is None:
