@@ -16,6 +16,7 @@ this wire format so that the policy process is unchanged.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import msgpack
@@ -62,8 +63,9 @@ def _from(d, what: str) -> np.ndarray:
         raise MessageError(f"{what}: dtype must be one of {sorted(DTYPES)}, got {_short(dtype)}")
     if not isinstance(shape, list) or len(shape) > 4 or not all(_is_count(n) for n in shape):
         raise MessageError(f"{what}: shape must be a list of at most 4 non-negative ints, got {_short(shape)}")
-    if not isinstance(data, bytes) or len(data) != np.dtype(dtype).itemsize * int(np.prod(shape)):
-        raise MessageError(f"{what}: data must be {np.dtype(dtype).itemsize * int(np.prod(shape))} bytes for "
+    size = np.dtype(dtype).itemsize * math.prod(shape)  # Python ints: a huge shape cannot wrap around to match
+    if not isinstance(data, bytes) or len(data) != size:
+        raise MessageError(f"{what}: data must be {size} bytes for "
                            f"{dtype} {shape}, got {_short(data) if not isinstance(data, bytes) else len(data)}")
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
 

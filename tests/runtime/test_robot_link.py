@@ -99,6 +99,8 @@ def array(shape, dtype="float32", data=None):
     ({"type": "chunk", "tick": 1, "episode": 0, "chunk": array((1, 5), "object")}, "dtype must be one of"),
     ({"type": "chunk", "tick": 1, "episode": 0, "chunk": array((1, 5), data=b"\0" * 7)}, "data must be 20 bytes"),
     ({"type": "chunk", "tick": 1, "episode": 0, "chunk": array((1, -5))}, "shape must be a list"),
+    ({"type": "chunk", "tick": 1, "episode": 0, "chunk": {"dtype": "float32", "shape": [2**30] * 4, "data": b""}},
+     "data must be 5316911983139663491615228241121378304 bytes"),  # its size wraps to 0 in int64
     ({"type": "chunk", "tick": 1, "episode": 0, "chunk": array((0, 5))}, "1 <= H <= 16"),
     ({"type": "chunk", "tick": 1, "episode": 0, "chunk": [1, 2]}, "not an encoded array"),
 ])
