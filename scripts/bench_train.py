@@ -5,8 +5,10 @@ utilization (MFU). Synthetic inputs (two 96x96 cameras, T_o=1, H=16): this measu
 loading (see bench_data.py).
 
 --compare measures, in one run, the tiny training step as the main job runs it today against the
-configuration before (the instruction padding kept), and the leaner preset of experiments/speed: steps
-interleaved, so a machine that slows down slows every column alike; on every core and on one core.
+configuration before (the instruction padding kept), against twice as many threads as cores (what torch did
+before threads were fitted to a cgroup CPU quota: a container held to 2 CPUs that sees more cores), and the
+leaner preset of experiments/speed: steps interleaved, so a machine that slows down slows every column alike;
+on every core and on one core.
 
     python scripts/bench_train.py [--presets tiny small] [--json bench_train.json]
     python scripts/bench_train.py --compare --json bench_compare.json
@@ -141,10 +143,11 @@ def _sync(device):
 
 
 LEAN = {"mlp_ratio": 2.0, "vision_channels": [8, 16, 32, 64, 128]}  # experiments/speed/tiny_lean.yaml
-COMPARE = {  # name: (tiny preset overrides, drop the instruction padding past the batch's longest)
-    "before (padding kept)": ({}, False),
-    "today (padding dropped)": ({}, True),
-    "tiny_lean, a study (not adopted)": (LEAN, True),
+COMPARE = {  # name: (tiny preset overrides, drop the instruction padding past the batch's longest, threads per core)
+    "before (padding kept)": ({}, False, 1),
+    "today (padding dropped)": ({}, True, 1),
+    "oversubscribed: 2 threads per core": ({}, True, 2),
+    "tiny_lean, a study (not adopted)": (LEAN, True, 1),
 }
 
 
@@ -157,12 +160,12 @@ def compare(steps: int) -> dict:
     all_cpus, threads = os.sched_getaffinity(0), torch.get_num_threads()
     out = {}
     for cores in sorted({len(all_cpus), 1}, reverse=True):
-        os.sched_setaffinity(0, set(sorted(all_cpus)[:cores]))
-        torch.set_num_threads(min(threads, cores))
-        runs = {name: _stepper(overrides, trim, x, target) for name, (overrides, trim) in COMPARE.items()}
+        _pin(set(sorted(all_cpus)[:cores]))
+        runs = {name: _stepper(overrides, trim, x, target) for name, (overrides, trim, _) in COMPARE.items()}
         times = {name: [] for name in runs}
         for i in range(steps + 3):
             for name, step in runs.items():
+                torch.set_num_threads(COMPARE[name][2] * min(threads, cores))
                 start = time.perf_counter()
                 step()
                 if i >= 3:  # warm-up
@@ -171,9 +174,16 @@ def compare(steps: int) -> dict:
         out[f"{cores} core{'s' if cores > 1 else ''}"] = {
             name: {"step_ms": 1e3 * float(np.median(t)), "samples_per_s": b / float(np.median(t)),
                    "ratio": float(np.median(before / np.array(t)))} for name, t in times.items()}
-    os.sched_setaffinity(0, all_cpus)
+    _pin(all_cpus)
     torch.set_num_threads(threads)
     return out
+
+
+def _pin(cpus: set[int]) -> None:
+    """Every thread of this process onto `cpus`: sched_setaffinity(0) moves the calling thread alone, and
+    OpenMP's worker threads, started earlier, would keep running on the other cores."""
+    for task in Path("/proc/self/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
 
 
 def _stepper(overrides: dict, trim: bool, x: dict, target: dict):

@@ -1,4 +1,4 @@
-"""Training: exact resume, checkpoint round trip, a live-env episode, DDP with gloo on CPU."""
+"""Training: exact resume, checkpoint round trip, a live-env episode, two-node DDP with gloo on CPU."""
 
 import json
 import os
@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import embodied.envs as envs
 from embodied.data.collect import collect
 from embodied.data.recipes import Recipe
+from embodied.envs.simrobot import free_port
 from embodied.evaluation.rollouts import wilson
 from embodied.policies.policy import VLAPolicy
 from embodied.runtime import ChunkExecutor
@@ -102,20 +103,37 @@ def test_policy_acts_in_a_live_episode(store, tmp_path):
     env.close()
 
 
-@pytest.mark.slow
-def test_two_process_ddp_with_gloo(store, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "scripts/train_vla.py", "--store", str(store), "--out", str(tmp_path), "--name", "ddp", "--steps", "3",
-           "--batch-size", "4", "--workers", "0", "--eval-every", "0", "--final-eval-episodes", "0",
-           "--log-every", "1"]
+def two_nodes(store, out, *extra):
+    """Two "machines" on localhost, one process each: torchrun's c10d rendezvous (what a cluster's launcher
+    uses), DDP over gloo, the run folder on storage both see. -> (node 0's stdout, node 1's stdout)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+           f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=rehearsal", "scripts/train_vla.py", "--store", str(store),
+           "--out", str(out), "--name", "ddp", "--steps", "4", "--batch-size", "4", "--workers", "0",
+           "--eval-every", "0", "--final-eval-episodes", "0", "--log-every", "1", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "ddp/checkpoints/step_000003/model.safetensors").is_file()
-    rows = (tmp_path / "ddp/metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 + 1  # header, one row per step, the final evaluation
-    samples_per_s = [float(r.split(",")[5]) for r in rows[1:4]]
-    assert all(s > 0 for s in samples_per_s)
+    nodes = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    return [o for o, _ in outputs]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_checkpoint_to_shared_storage_and_resume_exactly(store, tmp_path):
+    two_nodes(store, tmp_path / "a", "--stop-at", "2")  # a job cut by its time limit
+    assert (tmp_path / "a/ddp/checkpoints/latest").read_text() == "step_000002"
+    resumed = two_nodes(store, tmp_path / "a")  # the next job: both nodes load rank 0's checkpoint
+    assert sum("resuming ddp from step_000002" in out for out in resumed) == 1  # rank 0 says so, once
+    two_nodes(store, tmp_path / "b")  # the same four steps straight
+    a, b = weights(tmp_path / "a/ddp", 4), weights(tmp_path / "b/ddp", 4)
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert not torch.equal(weights(tmp_path / "a/ddp", 2)["action_head.weight"], b["action_head.weight"])
+    rows = (tmp_path / "a/ddp/metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:5]] == ["1", "2", "3", "4"]  # one row per step, across both jobs
+    assert all(float(r.split(",")[5]) > 0 for r in rows[1:5])  # samples/s counts both processes
 
 
 def test_step_batches_are_stateless_and_balance_families():
