@@ -32,11 +32,13 @@ def load_policy(name: str, adapter: Path | None = None, precision: str = "fp32")
                         "model_sha256": file_sha256(model)}
     from embodied.policies.checkpoint import resolve_checkpoint
     from embodied.policies.policy import VLAPolicy
+    from embodied.threads import fit_threads
 
     if not path.exists():
         raise UserError(f"no policy {name!r}: expected 'expert', 'random', a run or checkpoint folder, or an "
                         "exported bundle")
     ckpt = resolve_checkpoint(path)
+    fit_threads()  # torch runs the policy: one thread per usable core at most
     policy = VLAPolicy.load(ckpt)
     info = {"policy": str(path), "kind": "checkpoint", "checkpoint": str(ckpt),
             "model_sha256": file_sha256(ckpt / "model.safetensors")}

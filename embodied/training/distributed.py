@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+from embodied.threads import fit_threads
 
 
 @dataclass
@@ -39,36 +39,6 @@ def setup(device: str = "auto") -> Dist:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank, world, local, dev)
-
-
-CGROUP_QUOTAS = (("/sys/fs/cgroup/cpu.max", None),  # cgroup v2: "<quota> <period>" or "max <period>"
-                 ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))  # v1; -1: none
-
-
-def usable_cpus(quotas=CGROUP_QUOTAS) -> int:
-    """The cores this process may run on: its affinity mask, capped by a cgroup CPU quota. A container held to
-    2 CPUs on a 64-core host sees 64 cores; torch would start 64 threads to fight over 2."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    for first, second in quotas:
-        try:
-            text = Path(first).read_text().split()
-            quota, period = (text[0], text[1]) if second is None else (text[0], Path(second).read_text().strip())
-            if quota not in ("max", "-1"):
-                return max(1, min(cores, math.ceil(int(quota) / int(period))))
-        except (OSError, ValueError, IndexError):
-            continue
-    return cores
-
-
-def fit_threads(processes: int = 1) -> int:
-    """Intra-op threads: at most this process's share of the usable cores, so OpenMP threads never outnumber
-    them (an oversubscribed step is several times slower: scripts/bench_train.py --compare). OMP_NUM_THREADS,
-    when set, wins. Returns the thread count."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        share = max(1, usable_cpus() // max(1, processes))
-        if torch.get_num_threads() > share:
-            torch.set_num_threads(share)
-    return torch.get_num_threads()
 
 
 def teardown() -> None:

@@ -2,8 +2,8 @@
 
 import torch
 
-from embodied.training import distributed
-from embodied.training.distributed import fit_threads, usable_cpus
+import embodied.threads
+from embodied.threads import fit_threads, usable_cpus
 
 
 def quota_files(tmp_path, v2=None, v1=None):
@@ -37,7 +37,7 @@ def test_threads_fit_the_quota_unless_omp_num_threads_says_otherwise(monkeypatch
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        monkeypatch.setattr(distributed, "usable_cpus", lambda: 2)
+        monkeypatch.setattr(embodied.threads, "usable_cpus", lambda: 2)
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         assert fit_threads() == 3  # the user's setting wins
         monkeypatch.delenv("OMP_NUM_THREADS")
