@@ -1,6 +1,7 @@
 """The episode store: one zarr group per dataset, flat per-key arrays over all episodes.
 
-    data/images/<camera>  uint8   (N, H, W, 3)   one chunk per frame, Blosc-zstd
+    data/images/<camera>  uint8   (N, H, W, 3)   a chunk per frame (Blosc-zstd), FRAMES_PER_SHARD frames to
+                                                 a file (zarr v3 sharding; version 3)
     data/state            float32 (N, S)         NaN rows for episodes without states
     data/action           float32 (N, A)         NaN rows for episodes without actions
     data/focus            float32 (N, 3)         where the named thing is relative to the gripper (m), from
@@ -15,37 +16,43 @@ and, for simulated stores, camera_projections ({"world": {camera: (3, 4) world-t
 cameras that never move, "ee": {camera: (3, 4) matrix from the state's end-effector frame to pixels} for
 cameras on the hand}): with data/focus they say where the named thing appears in each image.
 
-Integrity (format version 2): every chunk ends in a crc32c checksum (zarr's crc32c codec), the
-root attributes hold a crc32c of every other zarr.json (`checksums`) and of themselves
-(`attrs_crc32c`), so `embodied data verify` finds any damaged file and a bad frame read during
-training names the store, camera and episode. Version 1 stores (no checksums) are still read.
+Everything is read and written through zarr's own API (its local store writes every file atomically).
 
-Crash safety: zarr's local store writes every file atomically (temp file + rename). An append writes
-the frames, then the per-episode rows, and commits last by setting the group attribute
-`num_episodes`. Anything past the committed count is ignored by readers and cut off by the next
-writer, so a process killed at any moment loses at most the episodes of the append in progress.
+Integrity (format version 2 on): every chunk ends in a crc32c checksum (zarr's crc32c codec), so does
+every shard's index, the root attributes hold a crc32c of every other zarr.json (`checksums`) and of
+themselves (`attrs_crc32c`), so `embodied data verify` finds any damaged file and a bad frame read
+during training names the store, camera and episode. A store is opened only when every file its
+committed episodes need is there. Version 1 (no checksums) and 2 (a file per frame) stores are still
+read; `embodied data rewrite` copies one into the current format.
+
+Crash safety: zarr's local store writes every file atomically (temp file + rename); an append rewrites
+the last, partly filled shard as a whole file. An append writes the frames, then the per-episode rows,
+and commits last by setting the group attribute `num_episodes`. Anything past the committed count is
+ignored by readers and cut off by the next writer, so a process killed at any moment loses at most the
+episodes of the append in progress.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import google_crc32c
-import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
+from tqdm import tqdm
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync
 
 from embodied.errors import UserError
 
-FORMAT_VERSION = 2  # 2 added checksums; 1 is still read
+FORMAT_VERSION = 3  # 3: frames in shards; 2 added checksums; 1 and 2 are still read
 IMAGE_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")  # see scripts/bench_data.py
+FRAMES_PER_SHARD = 512  # ~76 files per 1,000 main-job episodes and camera; see scripts/bench_data.py
 ATTRS_CRC = "attrs_crc32c"
-FLAT_KEYS = {"name": "default", "separator": "."}  # c.<frame>.0.0.0: one folder, not one per frame
 META = {"instruction": str, "family": str, "success": bool, "seed": "int64", "has_actions": bool,
         "has_states": bool}
 
@@ -89,8 +96,6 @@ class EpisodeStore:
         # per-frame arrays besides images, by name; data/focus is absent from version 1 stores
         self.per_frame = {n: a for n, a in arrays.items() if n.startswith("data/") and "/images/" not in n}
         self._meta = {k: arrays[f"meta/{k}"] for k in ["episode_ends", *META]}
-        self._fast = all(_plain_blosc(a) for a in self._images.values())
-        self._crc = self.version >= 2
 
     # ---- create / open ------------------------------------------------------------------------
     @classmethod
@@ -103,9 +108,9 @@ class EpisodeStore:
         group = zarr.open_group(path, mode="w-")
         h, w = image_size
         other = [ZstdCodec(), Crc32cCodec()]
-        for cam in cameras:
+        for cam in cameras:  # each shard's index carries a crc32c too (zarr's default index codecs)
             group.create_array(f"data/images/{cam}", shape=(0, h, w, 3), chunks=(1, h, w, 3), dtype="uint8",
-                               compressors=[IMAGE_CODEC, Crc32cCodec()], chunk_key_encoding=FLAT_KEYS)
+                               shards=(FRAMES_PER_SHARD, h, w, 3), compressors=[IMAGE_CODEC, Crc32cCodec()])
         group.create_array("data/state", shape=(0, state_dim), chunks=(4096, state_dim), dtype="float32",
                            fill_value=np.nan, compressors=other)
         group.create_array("data/action", shape=(0, action_dim), chunks=(4096, action_dim), dtype="float32",
@@ -123,8 +128,9 @@ class EpisodeStore:
         return cls(group, path, writable=True)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> EpisodeStore:
-        """Open and validate; mode 'a' also cuts off an episode left half-written by a crash."""
+    def open(cls, path: str | Path, mode: str = "r", check_files: bool = True) -> EpisodeStore:
+        """Open and validate; mode 'a' also cuts off an episode left half-written by a crash.
+        check_files=False opens a store with missing files (`verify` does, to name each of them)."""
         path = Path(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
@@ -137,6 +143,8 @@ class EpisodeStore:
             _check_header(path, dict(group.attrs), group)
             store = cls(group, path, writable=mode == "a")
             store.validate()
+            if check_files:
+                store.check_files()
         except StoreError:
             raise
         except Exception as e:  # noqa: BLE001 - damaged metadata or chunks surface as many kinds
@@ -179,27 +187,24 @@ class EpisodeStore:
         return None if self._focus is None else self._focus[: self.num_frames]
 
     def frames(self, camera: str, index: np.ndarray) -> np.ndarray:  # uint8 (n, H, W, 3)
-        """Frames by global index. Reads chunk files directly when the codecs allow (about 10x
-        faster than zarr's general path, which is the fallback)."""
+        """Frames by global index, in one concurrent read of their runs of consecutive frames."""
         arr = self._images[camera]
         index = np.asarray(index, dtype=np.int64)
-        if not self._fast:
-            return arr.oindex[index] if len(index) else np.zeros((0, *arr.shape[1:]), np.uint8)
-        out = np.zeros((len(index), *arr.shape[1:]), np.uint8)  # absent chunk = fill value 0
-        folder = self.path / arr.path
-        for k, i in enumerate(index):
-            key = arr.metadata.encode_chunk_key((int(i), 0, 0, 0))
-            try:
-                raw = (folder / key).read_bytes()
-            except FileNotFoundError:
-                if self._crc:  # every frame of a version-2 store has its file
-                    raise self.damaged(camera, int(i), "its chunk file is missing") from None
-                continue
-            try:
-                out[k] = decode_frame(raw, self._crc, arr.shape[1:])
-            except ValueError as e:
-                raise self.damaged(camera, int(i), str(e)) from None
-        return out
+        if len(index) == 0:
+            return np.zeros((0, *arr.shape[1:]), np.uint8)
+        if index.min() < 0 or index.max() >= self.num_frames:
+            raise IndexError(f"frames {index.min()}..{index.max()} asked; the store has {self.num_frames}")
+        unique, inverse = np.unique(index, return_inverse=True)
+        runs = np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1)
+        try:
+            return read_spans(arr, [(int(r[0]), int(r[-1]) + 1) for r in runs])[inverse]
+        except Exception:  # noqa: BLE001 - checksum and codec errors come as many kinds: find the frame
+            for i in unique:
+                try:
+                    read_spans(arr, [(int(i), int(i) + 1)])
+                except Exception as e:  # noqa: BLE001
+                    raise self.damaged(camera, int(i), damage_reason(e)) from None
+            raise
 
     def damaged(self, camera: str, frame: int, why: str) -> StoreError:
         """An error naming the store, camera, episode and step of a frame that cannot be read."""
@@ -209,7 +214,9 @@ class EpisodeStore:
                           f"{why}. `embodied data verify {self.path}` lists every damaged frame")
 
     def episode(self, i: int) -> Episode:
+        """Episode i; focus is None unless every frame of it has one (as an episode is appended)."""
         start, end = self.episode_range(i)
+        focus = None if self._focus is None else self._focus[start:end]
         has_a, has_s = bool(self.meta("has_actions")[i]), bool(self.meta("has_states")[i])
         return Episode(
             images={c: self.frames(c, np.arange(start, end)) for c in self.cameras},
@@ -217,7 +224,7 @@ class EpisodeStore:
             action=self._action[start:end] if has_a else None,
             instruction=str(self.meta("instruction")[i]), family=str(self.meta("family")[i]),
             success=bool(self.meta("success")[i]), seed=int(self.meta("seed")[i]),
-            focus=None if self._focus is None else self._focus[start:end],
+            focus=focus if focus is not None and np.isfinite(focus).all() else None,
         )
 
     # ---- writing ------------------------------------------------------------------------------
@@ -236,7 +243,7 @@ class EpisodeStore:
             return []
         n, frames = self.num_episodes, self.num_frames
         for cam in self.cameras:
-            self._append_frames(self._images[cam], np.concatenate([ep.images[cam] for ep in eps]))
+            self._images[cam].append(np.concatenate([ep.images[cam] for ep in eps]))
         for arr, key, dim in ((self._state, "state", self._state.shape[1]),
                               (self._action, "action", self._action.shape[1]), (self._focus, "focus", 3)):
             if arr is not None:
@@ -251,30 +258,6 @@ class EpisodeStore:
             arr.append(np.array(values, dtype=object if arr.dtype.kind == "T" else arr.dtype))
         self._write_attrs({"num_episodes": n + len(eps)})  # the commit
         return list(range(n, n + len(eps)))
-
-    def _append_frames(self, arr: zarr.Array, frames: np.ndarray) -> None:
-        """Grow the array, then write one chunk file per frame: Blosc-encoded exactly as zarr's
-        codec would, each written atomically (temp file + rename) like zarr's local store. About
-        5x faster than zarr's general path; zarr reads the result (tested)."""
-        if not self._fast:
-            arr.append(frames)
-            return
-        start = arr.shape[0]
-        arr.resize((start + len(frames), *arr.shape[1:]))
-        folder = self.path / arr.path
-        blosc = arr.metadata.codecs[1]
-        ours = blosc.shuffle.name == "noshuffle" and blosc.cname.name == "zstd"
-        for k, frame in enumerate(frames):
-            if not ours:  # another Blosc setting: let zarr encode
-                arr[start + k] = frame
-                continue
-            raw = numcodecs.blosc.compress(np.ascontiguousarray(frame), b"zstd", blosc.clevel, 0)  # 0: no shuffle
-            if self._crc:  # as zarr's crc32c codec: the checksum of the bytes before it, uint32 little-endian
-                raw += np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
-            target = folder / arr.metadata.encode_chunk_key((start + k, 0, 0, 0))
-            tmp = target.with_suffix(f".{os.getpid()}.partial")
-            tmp.write_bytes(raw)
-            tmp.replace(target)
 
     def check_episode(self, ep: Episode) -> None:
         """Raise StoreError if an episode does not fit this store."""
@@ -330,7 +313,7 @@ class EpisodeStore:
     def _write_attrs(self, updates: dict) -> None:
         """One atomic write of the root zarr.json, with the attributes' own checksum (version 2)."""
         attrs = {k: v for k, v in {**self.attrs, **updates}.items() if k != ATTRS_CRC}
-        if self._crc:
+        if self.version >= 2:
             attrs[ATTRS_CRC] = attrs_checksum(attrs)
         self.group.attrs.update(attrs)
         self.attrs = attrs
@@ -364,6 +347,32 @@ class EpisodeStore:
             if bad.any():
                 raise StoreError(f"{where}: {bad.sum()} action rows of recorded episodes are NaN or inf")
 
+    def missing_files(self) -> list[tuple[str, str, int, int]]:
+        """(array, file key, first row, end row) of every file the committed rows need that is not there
+        (zarr reads a missing file as the fill value, so it would otherwise pass unnoticed)."""
+        rows = {**{f"data/images/{c}": self.num_frames for c in self.cameras},
+                **{name: self.num_frames for name in self.per_frame},
+                **{f"meta/{k}": self.num_episodes for k in self._meta}}
+        out = []
+        for name, n in rows.items():
+            arr = self.group[name]
+            if math.prod(arr.shape[1:]) == 0:  # e.g. data/state of a store without states: no files at all
+                continue
+            stored = set(sync(_keys(self.group.store, f"{arr.path}/")))
+            step = (arr.shards or arr.chunks)[0]
+            for k in range(math.ceil(n / step)):
+                key = f"{arr.path}/{arr.metadata.encode_chunk_key((k, *[0] * (arr.ndim - 1)))}"
+                if key not in stored:
+                    out.append((name, key, k * step, min(n, (k + 1) * step)))
+        return out
+
+    def check_files(self) -> None:
+        missing = self.missing_files()
+        if missing:
+            names = ", ".join(m[1] for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise StoreError(f"{self.path}: {len(missing)} files are missing ({names}); "
+                             f"`embodied data verify {self.path}` names the episodes they hold")
+
     def _cut_uncommitted(self) -> None:
         """Drop rows past the commit point (an append that was killed midway)."""
         n = self.num_frames
@@ -393,27 +402,35 @@ def _check_header(path: Path, attrs: dict, group: zarr.Group) -> None:
         raise StoreError(f"{path}: store is missing {missing}")
 
 
-def _plain_blosc(arr: zarr.Array) -> bool:
-    """Bytes + Blosc (+ crc32c): the codecs the fast frame reader and writer implement."""
-    codecs = arr.metadata.codecs
-    return (isinstance(arr.store, zarr.storage.LocalStore) and len(codecs) in (2, 3)
-            and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)
-            and (len(codecs) == 2 or isinstance(codecs[2], Crc32cCodec)))
+def read_spans(arr: zarr.Array, spans: list[tuple[int, int]]) -> np.ndarray:
+    """Rows [a, b) of each span, concatenated: one concurrent read through zarr's async API (a read per
+    span; an orthogonal selection of the same rows costs about 8x more in zarr 3.1)."""
+    async def gather():
+        return await asyncio.gather(*(arr.async_array.getitem((slice(a, b),)) for a, b in spans))
+    return np.concatenate(sync(gather()))
 
 
-def decode_frame(raw: bytes, checksum: bool, shape: tuple[int, ...]) -> np.ndarray:
-    """One frame's chunk file -> uint8 array; ValueError says what is wrong with it."""
-    if checksum:
-        if len(raw) < 4 or np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(raw[:-4]):
-            raise ValueError("its checksum does not match (the file is damaged)")
-        raw = raw[:-4]
-    try:
-        flat = np.frombuffer(numcodecs.blosc.decompress(raw), np.uint8)
-    except Exception as e:  # noqa: BLE001 - Blosc raises RuntimeError or ValueError on bad input
-        raise ValueError(f"it does not decompress ({e})") from None
-    if flat.size != math.prod(shape):
-        raise ValueError(f"it holds {flat.size} bytes; a frame of shape {shape} has {math.prod(shape)}")
-    return flat.reshape(shape)
+def damage_reason(e: Exception) -> str:
+    text = str(e)
+    return "its checksum does not match (the file is damaged)" if "checksum" in text.lower() else \
+        f"it cannot be decoded ({type(e).__name__}: {text})"
+
+
+async def _keys(store, prefix: str) -> list[str]:
+    return [k async for k in store.list_prefix(prefix)]
+
+
+def rewrite(source: str | Path, out: str | Path, batch: int = 64, progress: bool = True) -> EpisodeStore:
+    """A copy of a store in the current format (e.g. a version 2 store, a file per frame, into shards)."""
+    src = EpisodeStore.open(source)
+    keep = {k: v for k, v in src.attrs.items()
+            if k not in ("format_version", "num_episodes", "checksums", ATTRS_CRC, "cameras", "image_size")}
+    dst = EpisodeStore.create(out, cameras=src.cameras, image_size=tuple(src.attrs["image_size"]),
+                              state_dim=src._state.shape[1], action_dim=src._action.shape[1], **keep)
+    for first in tqdm(range(0, src.num_episodes, batch), desc=f"rewrite {Path(source).name}", unit="batch",
+                      disable=not progress):
+        dst.append_many([src.episode(i) for i in range(first, min(src.num_episodes, first + batch))])
+    return dst
 
 
 def array_names(cameras: list[str]) -> list[str]:

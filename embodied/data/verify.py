@@ -1,9 +1,10 @@
 """Read every file of an episode store and name what is damaged: `embodied data verify STORE`.
 
-Checks, in order: each zarr.json parses and matches its checksum (format version 2); the store opens
-and validates; every chunk of the state, action and per-episode arrays exists and decodes (crc32c);
-every frame of every camera exists, matches its checksum and decompresses to a whole frame. Version 1
-stores carry no checksums: their chunks are only checked to decode.
+Checks, in order: each zarr.json parses and matches its checksum (format version 2 on); the store opens
+and validates; every file the committed rows need is there; every chunk of the state, action and
+per-episode arrays decodes (crc32c); every frame of every camera decodes and matches its checksum, and
+so does the index of every shard (version 3). Version 1 stores carry no checksums: their chunks are only
+checked to decode.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from embodied.data.store import (
     EpisodeStore,
     StoreError,
     attrs_checksum,
-    decode_frame,
+    damage_reason,
     metadata_checksum,
     node_names,
+    read_spans,
 )
+
+BLOCK = 256  # frames read at once; a block that fails is read again frame by frame
 
 
 @dataclass
@@ -58,12 +62,15 @@ def verify(path: str | Path, progress: bool = True) -> Report:
     path = Path(path)
     damage = _check_metadata(path)
     try:
-        store = EpisodeStore.open(path)
+        store = EpisodeStore.open(path, check_files=False)
     except StoreError as e:
         return Report(str(path), None, 0, 0, damage or [Damage("zarr.json", str(e))])
     damage += _check_tails(store)
-    damage += _check_small_arrays(store)
-    damage += _check_frames(store, progress)
+    missing = store.missing_files()
+    damage += [Damage(key, f"missing ({_episodes(store, lo, hi, name.startswith('data/'))})")
+               for name, key, lo, hi in missing]
+    damage += _check_small_arrays(store, {m[1] for m in missing})
+    damage += _check_frames(store, {m[1] for m in missing}, progress)
     return Report(str(path), store.version, store.num_episodes, store.num_frames, damage)
 
 
@@ -112,8 +119,8 @@ def _check_tails(store: EpisodeStore) -> list[Damage]:
     return out
 
 
-def _check_small_arrays(store: EpisodeStore) -> list[Damage]:
-    """State, action and per-episode arrays, chunk by chunk: present and decodable."""
+def _check_small_arrays(store: EpisodeStore, missing: set[str]) -> list[Damage]:
+    """State, action and per-episode arrays, chunk by chunk: decodable."""
     arrays = {**store.per_frame, **{f"meta/{k}": a for k, a in store._meta.items()}}
     out = []
     for name, arr in arrays.items():
@@ -122,16 +129,13 @@ def _check_small_arrays(store: EpisodeStore) -> list[Damage]:
         step = arr.chunks[0]
         for c in range(math.ceil(n / step)):
             lo, hi = c * step, min(n, (c + 1) * step)
-            key = arr.metadata.encode_chunk_key((c, *([0] * (arr.ndim - 1))))
-            where = f"{name}/{key}"
-            if not (store.path / where).is_file():
-                out.append(Damage(where, f"missing ({_episodes(store, lo, hi, per_frame)})"))
+            where = f"{name}/{arr.metadata.encode_chunk_key((c, *([0] * (arr.ndim - 1))))}"
+            if where in missing:
                 continue
             try:
                 arr[lo:hi]
             except Exception as e:  # noqa: BLE001 - checksum and codec errors come as many kinds
-                why = "its checksum does not match" if "checksum" in str(e) else f"it cannot be decoded ({e})"
-                out.append(Damage(where, f"{why} ({_episodes(store, lo, hi, per_frame)})"))
+                out.append(Damage(where, f"{damage_reason(e)} ({_episodes(store, lo, hi, per_frame)})"))
     return out
 
 
@@ -143,29 +147,36 @@ def _episodes(store: EpisodeStore, lo: int, hi: int, per_frame: bool) -> str:
     return f"episodes {first}-{last}"
 
 
-def _check_frames(store: EpisodeStore, progress: bool) -> list[Damage]:
-    """Every frame of every camera; runs of bad frames of one episode are reported as one line."""
+def _check_frames(store: EpisodeStore, missing: set[str], progress: bool) -> list[Damage]:
+    """Every frame of every camera, a block at a time (frame by frame where a block fails); runs of bad
+    frames of one episode are reported as one line."""
     bad: dict[tuple[str, int], list[tuple[int, str, str]]] = {}  # (camera, episode) -> [(step, file, why)]
     ends = store.episode_ends
-    total = store.num_frames * len(store.cameras)
-    with tqdm(total=total, desc="verify frames", unit="frame", disable=not progress, leave=False) as bar:
+    n = store.num_frames
+    with tqdm(total=n * len(store.cameras), desc="verify frames", unit="frame", disable=not progress,
+              leave=False) as bar:
         for cam in store.cameras:
             arr = store._images[cam]
-            folder = store.path / arr.path
-            for i in range(store.num_frames):
-                file = arr.metadata.encode_chunk_key((i, 0, 0, 0))
-                why = None
+            step = (arr.shards or arr.chunks)[0]
+
+            def file_of(i: int, arr=arr, step=step) -> str:
+                return f"{arr.path}/{arr.metadata.encode_chunk_key((i // step, 0, 0, 0))}"
+
+            for lo in range(0, n, BLOCK):
+                rows = [i for i in range(lo, min(n, lo + BLOCK)) if file_of(i) not in missing]
                 try:
-                    decode_frame((folder / file).read_bytes(), store._crc, arr.shape[1:])
-                except FileNotFoundError:
-                    why = "missing"
-                except ValueError as e:
-                    why = str(e)
-                if why:
-                    ep = int(np.searchsorted(ends, i, side="right"))
-                    start = int(ends[ep - 1]) if ep else 0
-                    bad.setdefault((cam, ep), []).append((i - start, f"{arr.path}/{file}", why))
-                bar.update()
+                    read_spans(arr, [(i, i + 1) for i in rows])
+                    rows = []
+                except Exception:  # noqa: BLE001 - find which frames
+                    pass
+                for i in rows:
+                    try:
+                        read_spans(arr, [(i, i + 1)])
+                    except Exception as e:  # noqa: BLE001
+                        ep = int(np.searchsorted(ends, i, side="right"))
+                        start = int(ends[ep - 1]) if ep else 0
+                        bad.setdefault((cam, ep), []).append((i - start, file_of(i), damage_reason(e)))
+                bar.update(min(n, lo + BLOCK) - lo)
     out = []
     for (cam, ep), rows in bad.items():
         steps = [r[0] for r in rows]

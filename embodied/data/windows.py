@@ -56,10 +56,12 @@ class WindowDataset(StoreDataset):
 
     def __init__(self, path: str | Path, obs_horizon: int = 1, action_horizon: int = 16,
                  episodes: np.ndarray | None = None, cameras: list[str] | None = None,
-                 require_actions: bool = True, keep_gripper: bool = True):
+                 require_actions: bool = True, keep_gripper: bool = True, frame_cache_mb: int = 0):
         """keep_gripper: past the end of a successful episode the gripper's target is its last command (the
         motions stay masked). A place demonstration ends on the first frame the gripper opens, so without
-        it a chunk holds that release in one position only and the policy never lets go."""
+        it a chunk holds that release in one position only and the policy never lets go.
+        frame_cache_mb: decoded frames each reading process keeps, first read first kept, until the budget is
+        spent (zarr decodes a frame in about 1 ms on a slow CPU, so training reads each frame once per epoch)."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
@@ -92,6 +94,8 @@ class WindowDataset(StoreDataset):
         has_grip = keep_gripper and self._gripper is not None
         self._grip = np.arange(len(spec["names"])) == self._gripper if has_grip else None  # its column mask
         self._store: EpisodeStore | None = store
+        self._cache: dict[str, dict[int, np.ndarray]] = {c: {} for c in self.cameras}
+        self._cache_left = frame_cache_mb * 2**20
 
     def __len__(self) -> int:
         return len(self._frame)
@@ -122,8 +126,31 @@ class WindowDataset(StoreDataset):
         return ahead
 
     def __getitem__(self, i: int) -> dict:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """Items of a batch (a DataLoader passes a batch's indices): each camera's frames in one read."""
+        obs = [np.clip(np.arange(t - self.obs_horizon + 1, t + 1), start, end - 1)
+               for t, start, end in zip(self._frame[indices], self._start[indices], self._end[indices], strict=True)]
+        flat = np.concatenate(obs) if obs else np.zeros(0, np.int64)
+        images = {c: self._frames(c, flat).reshape(len(obs), self.obs_horizon, *self.store.attrs["image_size"], 3)
+                  for c in self.cameras}
+        return [self._item(int(i), o, {c: v[k] for c, v in images.items()}) for k, (i, o) in
+                enumerate(zip(indices, obs, strict=True))]
+
+    def _frames(self, camera: str, index: np.ndarray) -> np.ndarray:
+        cache = self._cache[camera]
+        todo = np.unique([i for i in index.tolist() if i not in cache])
+        read = dict(zip(todo.tolist(), self.store.frames(camera, todo), strict=True))
+        for i, frame in read.items():
+            if self._cache_left < frame.nbytes:
+                break
+            cache[i] = frame
+            self._cache_left -= frame.nbytes
+        return np.stack([cache[i] if i in cache else read[i] for i in index.tolist()])
+
+    def _item(self, i: int, obs: np.ndarray, images: dict[str, np.ndarray]) -> dict:
         t, start, end = self._frame[i], self._start[i], self._end[i]
-        obs = np.clip(np.arange(t - self.obs_horizon + 1, t + 1), start, end - 1)
         act = np.arange(t, t + self.action_horizon)
         mask = act < end
         act = np.minimum(act, end - 1)
@@ -133,7 +160,7 @@ class WindowDataset(StoreDataset):
         if self._success[ep] and self._grip is not None and not mask.all():
             mask[:, self._grip] = True  # the last action repeats: the gripper keeps its command
         return {
-            "images": {c: self.store.frames(c, obs) for c in self.cameras},
+            "images": images,
             "state": self.states[obs],
             "action": actions,
             "action_mask": mask,
@@ -181,18 +208,29 @@ class VideoMix(Dataset):
         return np.concatenate([self.demos.release_ahead(window), np.zeros(len(self.video), bool)])
 
     def __getitem__(self, i: int) -> dict:
-        h = self.demos.action_horizon
-        if i < len(self.demos):
-            item = self.demos[i] | {"weight": np.float32(1.0)}
-            if self.latent:
-                item["latent"] = np.full((h, self.groups), -1, np.int64)
-            return item
-        item = self.video[i - len(self.demos)] | {"weight": np.float32(self.video_weight)}
-        if self.latent:
-            codes = np.where(item["action_mask"], item["action"], -1).astype(np.int64)  # (H, G)
-            item |= {"latent": codes, "action": np.zeros((h, self.action_dim), np.float32),
-                     "action_mask": np.zeros((h, self.action_dim), bool)}
-        return item
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """Items of a batch: the demonstrations' and the video's each read at once, returned in order."""
+        n, h = len(self.demos), self.demos.action_horizon
+        demo = [i for i in indices if i < n]
+        video = [i - n for i in indices if i >= n]
+        demo_items = iter(self.demos.__getitems__(demo) if demo else [])
+        video_items = iter(self.video.__getitems__(video) if video else [])
+        out = []
+        for i in indices:
+            if i < n:
+                item = next(demo_items) | {"weight": np.float32(1.0)}
+                if self.latent:
+                    item["latent"] = np.full((h, self.groups), -1, np.int64)
+            else:
+                item = next(video_items) | {"weight": np.float32(self.video_weight)}
+                if self.latent:
+                    codes = np.where(item["action_mask"], item["action"], -1).astype(np.int64)  # (H, G)
+                    item |= {"latent": codes, "action": np.zeros((h, self.action_dim), np.float32),
+                             "action_mask": np.zeros((h, self.action_dim), bool)}
+            out.append(item)
+        return out
 
 
 def focus_pixels(attrs: dict, states: np.ndarray, focus: np.ndarray, cameras: list[str]) -> dict[str, np.ndarray]:

@@ -66,6 +66,8 @@ def check(cfg: TrainConfig) -> TrainConfig:
     for flag in ("release_boost", "start_boost"):
         if getattr(cfg, flag) < 1:
             raise UserError(f"{flag} must be >= 1 (1 = off), got {getattr(cfg, flag)}")
+    if cfg.frame_cache_mb < 0:
+        raise UserError(f"frame_cache_mb must be >= 0 (0 = no cache), got {cfg.frame_cache_mb}")
     if cfg.failure_videos < 0:
         raise UserError(f"failure_videos must be >= 0 (0 = none), got {cfg.failure_videos}")
     if cfg.video_store and not (0 < cfg.video_fraction < 1 and cfg.video_weight >= 0):
@@ -88,7 +90,8 @@ def build_run(cfg: TrainConfig, store_path: Path, device: torch.device) -> Run:
         train_eps, val_eps = finetune.few_episodes(store, tune.episodes_per_family)
     else:
         train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
-    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps)
+    data = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=train_eps,
+                         frame_cache_mb=cfg.frame_cache_mb)
     val = WindowDataset(store_path, pcfg.obs_horizon, pcfg.action_horizon, episodes=val_eps) if len(val_eps) else None
     language = LanguageEncoder(pcfg.lang_tokens, pcfg.language_model, device=device)
     families = sorted(set(store.meta("family").tolist()))

@@ -113,6 +113,9 @@ class TrainConfig:
     """Receding-horizon execution: actions used from each chunk before re-planning."""
     workers: int = 1
     """DataLoader worker processes (1 is fastest on 2 cores: the model needs the rest)."""
+    frame_cache_mb: int = 4096
+    """Decoded training frames each DataLoader worker keeps in memory (the main job's store is 2.8 GiB decoded;
+    zarr decodes a frame in about 1 ms on a slow CPU, so without it every epoch decodes every frame again)."""
     device: str = "auto"
     """'auto' (CUDA if present), 'cuda' or 'cpu'."""
     bf16: bool = True

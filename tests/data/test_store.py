@@ -32,11 +32,24 @@ def test_round_trip_is_bit_exact(store):
         make_episode(9))
 
 
-def test_fast_frame_reader_matches_zarr(store):
-    index = np.array([0, 3, 7, 3, store.num_frames - 1])
-    fast = store.frames("front", index)
-    slow = zarr.open_array(store.path / "data/images/front", mode="r").oindex[index]
-    np.testing.assert_array_equal(fast, slow)
+def test_frames_in_any_order_with_repeats_match_zarr(store):
+    index = np.array([7, 0, 3, 4, 3, store.num_frames - 1])
+    plain = zarr.open_array(store.path / "data/images/front", mode="r")[:][index]
+    np.testing.assert_array_equal(store.frames("front", index), plain)
+    with pytest.raises(IndexError, match="the store has"):
+        store.frames("front", [store.num_frames])
+
+
+def test_frames_span_shards_and_the_store_has_a_file_per_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr("embodied.data.store.FRAMES_PER_SHARD", 8)
+    s = new_store(tmp_path / "s.zarr")
+    eps = [make_episode(i) for i in range(5)]
+    for first in (0, 2):  # two appends: the second rewrites the partly filled shard
+        s.append_many(eps[first:first + 2 + first // 2])
+    frames = np.concatenate([ep.images["wrist"] for ep in eps])
+    np.testing.assert_array_equal(EpisodeStore.open(s.path).frames("wrist", np.arange(len(frames))), frames)
+    files = sorted((s.path / "data/images/wrist").rglob("c/*/0/0/0"))
+    assert len(files) == -(-len(frames) // 8)
 
 
 def test_reopen_and_append(store):

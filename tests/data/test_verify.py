@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from embodied.data import EpisodeStore, StoreError
-from embodied.data.store import IMAGE_CODEC
+from embodied.data.store import FRAMES_PER_SHARD, IMAGE_CODEC, attrs_checksum, metadata_checksum, node_names, rewrite
 from embodied.data.verify import verify
 from tests.data.conftest import CAMERAS, SIZE, make_episode, new_store
 
@@ -27,11 +27,14 @@ def pristine(tmp_path_factory):
 
 
 def files_of(path):
-    """Every file of the store: all metadata and chunk files (images: the first and last frame)."""
-    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
-    frames = [f for f in files if "/images/" in f and not f.endswith("zarr.json")]
-    keep = {f for cam in CAMERAS for f in [x for x in frames if f"/{cam}/" in x][::11]}
-    return [f for f in files if f not in frames or f in keep]
+    """Every file of the store: all metadata, chunk and shard files."""
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+
+
+def chunk_in_shard(shard: bytes, i: int) -> tuple[int, int]:
+    """(offset, length) of inner chunk i from a shard's index: (offset, nbytes) uint64 pairs, then a crc32c."""
+    index = np.frombuffer(shard[-(16 * FRAMES_PER_SHARD + 4):-4], "<u8").reshape(-1, 2)
+    return int(index[i, 0]), int(index[i, 1])
 
 
 def corrupt(file, how):
@@ -47,14 +50,14 @@ def corrupt(file, how):
 
 def test_a_whole_store_verifies(pristine):
     report = verify(pristine, progress=False)
-    assert report.whole and report.episodes == 3 and report.frames == 12 and report.format_version == 2
+    assert report.whole and report.episodes == 3 and report.frames == 12 and report.format_version == 3
 
 
 def test_every_file_kind_is_covered(pristine):
     kinds = {f.split("/")[0] if "/" in f else f for f in files_of(pristine)}
     files = files_of(pristine)
     assert kinds == {"zarr.json", "data", "meta"}
-    assert any("images/front/c." in f for f in files) and any(f.startswith("data/state/c/") for f in files)
+    assert "data/images/front/c/0/0/0/0" in files and any(f.startswith("data/state/c/") for f in files)
     assert sum(f.startswith("meta/") and "/c/" in f for f in files) == 7  # every per-episode column
 
 
@@ -80,8 +83,12 @@ def test_report_names_camera_episode_and_steps(pristine, tmp_path):
     path = tmp_path / "s.zarr"
     store = EpisodeStore.open(path)
     start, _ = store.episode_range(1)
+    shard = path / "data/images/wrist/c/0/0/0/0"
+    raw = bytearray(shard.read_bytes())
     for step in (1, 2):
-        corrupt(path / f"data/images/wrist/c.{start + step}.0.0.0", "flip_middle")
+        offset, length = chunk_in_shard(bytes(raw), start + step)
+        raw[offset + length // 2] ^= 1
+    shard.write_bytes(bytes(raw))
     (damage,) = verify(path, progress=False).damage
     assert (damage.episode, damage.camera, damage.steps) == (1, "wrist", "1-2 (2 frames)")
     with pytest.raises(StoreError, match=r"s.zarr: camera 'wrist', episode 1, step 1 .*checksum"):
@@ -104,26 +111,46 @@ def test_interrupted_append_is_reported_as_a_tail(pristine, tmp_path):
     assert verify(tmp_path / "s.zarr", progress=False).whole
 
 
-def test_format_version_1_stores_still_read(tmp_path):
-    """A store as version 1 wrote it: Blosc frames without checksums."""
-    path = tmp_path / "v1.zarr"
+def old_store(path, version: int):
+    """A store as version 1 (Blosc frames, a file each, no checksums) or 2 (with crc32c) wrote it."""
     group = zarr.open_group(path, mode="w-")
     h, w = SIZE
+    crc = [Crc32cCodec()] if version == 2 else []
     for cam in CAMERAS:
         group.create_array(f"data/images/{cam}", shape=(0, h, w, 3), chunks=(1, h, w, 3), dtype="uint8",
-                           compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")],
+                           compressors=[BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle"), *crc],
                            chunk_key_encoding={"name": "default", "separator": "."})
     assert IMAGE_CODEC.cname.name == "zstd"
-    for name, dim in (("state", 4), ("action", 3)):
-        group.create_array(f"data/{name}", shape=(0, dim), chunks=(4096, dim), dtype="float32", fill_value=np.nan)
-    group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64")
+    for name, dim in (("state", 4), ("action", 3), *((("focus", 3),) if version == 2 else ())):
+        group.create_array(f"data/{name}", shape=(0, dim), chunks=(4096, dim), dtype="float32", fill_value=np.nan,
+                           compressors=[ZstdCodec(), *crc])
+    group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64", compressors=[ZstdCodec(), *crc])
     for key, dtype in {"instruction": str, "family": str, "success": bool, "seed": "int64", "has_actions": bool,
                        "has_states": bool}.items():
-        group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype)
-    group.attrs.update({"format_version": 1, "cameras": CAMERAS, "image_size": [h, w], "control_rate": 20.0,
-                        "robot": "test", "num_episodes": 0})
-    store = EpisodeStore.open(path, mode="a")
-    store.append(make_episode(0))
-    np.testing.assert_array_equal(EpisodeStore.open(path).episode(0).images["front"], make_episode(0).images["front"])
+        group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype, compressors=[ZstdCodec(), *crc])
+    attrs = {"format_version": version, "cameras": CAMERAS, "image_size": [h, w], "control_rate": 20.0,
+             "robot": "test", "num_episodes": 0}
+    if version == 2:
+        attrs["checksums"] = {node: metadata_checksum(path / node / "zarr.json") for node in node_names(CAMERAS)}
+        attrs["attrs_crc32c"] = attrs_checksum(attrs)
+    group.attrs.update(attrs)
+    return path
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_stores_still_read_append_verify_and_rewrite(tmp_path, version):
+    path = old_store(tmp_path / "old.zarr", version)
+    EpisodeStore.open(path, mode="a").append_many([make_episode(0), make_episode(1)])
+    np.testing.assert_array_equal(EpisodeStore.open(path).episode(1).images["front"], make_episode(1).images["front"])
+    assert (path / "data/images/front/c.0.0.0.0").is_file()  # still a file per frame
     report = verify(path, progress=False)
-    assert report.whole and report.format_version == 1
+    assert report.whole and report.format_version == version
+    new = rewrite(path, tmp_path / "new.zarr", progress=False)
+    assert (new.version, new.num_episodes) == (3, 2) and verify(new.path, progress=False).whole
+    for i in range(2):
+        np.testing.assert_array_equal(new.episode(i).images["wrist"], make_episode(i).images["wrist"])
+        np.testing.assert_array_equal(new.episode(i).action, make_episode(i).action)
+    if version == 2:  # a damaged frame of the old layout is still found
+        (path / "data/images/wrist/c.3.0.0.0").write_bytes(b"garbage")
+        (damage,) = verify(path, progress=False).damage
+        assert (damage.episode, damage.camera, damage.steps) == (0, "wrist", "3")
