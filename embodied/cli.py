@@ -5,6 +5,7 @@
     embodied data export STORE EPISODE OUT     an episode as mp4
     embodied data import STORE --video front=a.mp4 --video wrist=b.mp4 --instruction "..." [--actions a.npy]
     embodied data verify STORE [--json FILE]    read everything; exit code 1 names damaged episodes
+    embodied data rewrite STORE OUT            a copy in the current format (an older store's frames into shards)
     embodied data export-lerobot STORE OUT [--skip-incomplete]   a LeRobot v3.0 dataset folder
     embodied data import-lerobot IN STORE      a new store from a LeRobot v3.0 dataset folder
     embodied keys DIR                          CURVE key pairs for the robot link (docs/robot.md)
@@ -133,6 +134,33 @@ class Verify:
 
 
 @dataclass
+class Rewrite:
+    """A copy of a store in the current format: a version 1 or 2 store (a file per frame) becomes a version 3 store
+    (512 frames to a file, zarr v3 sharding). The copy is written to OUT.partial and renamed when whole; the
+    source is only read."""
+
+    store: Annotated[Path, Positional]
+    out: Annotated[Path, Positional]
+
+    def run(self) -> None:
+        import shutil
+
+        from embodied.data.store import StoreError, rewrite
+
+        if self.out.exists():
+            raise StoreError(f"{self.out} exists; rewrite makes a new store (choose another path)")
+        tmp = self.out.with_name(self.out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            store = rewrite(self.store, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tmp.rename(self.out)
+        print(f"wrote {self.out}: {store.num_episodes:,} episodes, {store.num_frames:,} frames, format v{store.version}")
+
+
+@dataclass
 class ExportLerobot:
     """Write a store as a LeRobot v3.0 dataset folder (meta/, data/, videos/ with H.264 mp4) in a new folder."""
 
@@ -173,7 +201,7 @@ def _sub(cls, name):
 
 
 Command = (_sub(Info, "info") | _sub(Show, "show") | _sub(Export, "export") | _sub(Import, "import")
-           | _sub(Verify, "verify") | _sub(ExportLerobot, "export-lerobot") | _sub(ImportLerobot, "import-lerobot"))
+           | _sub(Verify, "verify") | _sub(Rewrite, "rewrite") | _sub(ExportLerobot, "export-lerobot") | _sub(ImportLerobot, "import-lerobot"))
 
 
 @dataclass

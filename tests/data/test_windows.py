@@ -75,6 +75,32 @@ def test_dataloader_with_workers(counting_store):
     assert len(b["instruction"]) == 4
 
 
+@pytest.mark.parametrize("cache_mb", [0, 1])
+def test_a_batch_read_at_once_equals_items_read_one_by_one(counting_store, cache_mb):
+    """__getitems__ (what a DataLoader calls) reads each camera's frames once; the frame cache, full or
+    not, changes no value. 1 MB holds all 20 frames of 16x20x3."""
+    ds = WindowDataset(counting_store.path, obs_horizon=2, action_horizon=3, frame_cache_mb=cache_mb)
+    plain = WindowDataset(counting_store.path, obs_horizon=2, action_horizon=3)
+    order = [9, 0, 5, 6, 0, 3]
+    for _ in range(2):  # the second pass reads from the cache where there is one
+        for got, i in zip(ds.__getitems__(order), order, strict=True):
+            want = plain[i]
+            for c in CAMERAS:
+                np.testing.assert_array_equal(got["images"][c], want["images"][c])
+            np.testing.assert_array_equal(got["action"], want["action"])
+            assert (got["episode"], got["frame"]) == (want["episode"], want["frame"])
+    assert sum(len(v) for v in ds._cache.values()) == (2 * 8 if cache_mb else 0)  # 8 distinct frames a camera
+
+
+def test_frame_cache_stops_at_its_budget(counting_store):
+    ds = WindowDataset(counting_store.path, obs_horizon=1, action_horizon=2)
+    frame = 16 * 20 * 3
+    ds._cache_left = 3 * frame  # room for three frames in all
+    ds.__getitems__(list(range(10)))
+    assert sum(len(v) for v in ds._cache.values()) == 3 and ds._cache_left == 0
+    np.testing.assert_array_equal(ds[8]["images"]["front"][0, 0, 0], [12, 12, 12])  # read, not cached
+
+
 def test_bad_arguments(counting_store):
     with pytest.raises(ValueError, match="cameras"):
         WindowDataset(counting_store.path, cameras=["top"])
