@@ -157,7 +157,8 @@ class Rewrite:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         tmp.rename(self.out)
-        print(f"wrote {self.out}: {store.num_episodes:,} episodes, {store.num_frames:,} frames, format v{store.version}")
+        print(f"wrote {self.out}: {store.num_episodes:,} episodes, {store.num_frames:,} frames, "
+              f"format v{store.version}")
 
 
 @dataclass
@@ -201,7 +202,8 @@ def _sub(cls, name):
 
 
 Command = (_sub(Info, "info") | _sub(Show, "show") | _sub(Export, "export") | _sub(Import, "import")
-           | _sub(Verify, "verify") | _sub(Rewrite, "rewrite") | _sub(ExportLerobot, "export-lerobot") | _sub(ImportLerobot, "import-lerobot"))
+           | _sub(Verify, "verify") | _sub(Rewrite, "rewrite") | _sub(ExportLerobot, "export-lerobot")
+           | _sub(ImportLerobot, "import-lerobot"))
 
 
 @dataclass

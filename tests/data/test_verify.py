@@ -10,8 +10,9 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+from embodied.cli import Rewrite
 from embodied.data import EpisodeStore, StoreError
-from embodied.data.store import FRAMES_PER_SHARD, IMAGE_CODEC, attrs_checksum, metadata_checksum, node_names, rewrite
+from embodied.data.store import FRAMES_PER_SHARD, IMAGE_CODEC, attrs_checksum, metadata_checksum, node_names
 from embodied.data.verify import verify
 from tests.data.conftest import CAMERAS, SIZE, make_episode, new_store
 
@@ -145,8 +146,12 @@ def test_old_stores_still_read_append_verify_and_rewrite(tmp_path, version):
     assert (path / "data/images/front/c.0.0.0.0").is_file()  # still a file per frame
     report = verify(path, progress=False)
     assert report.whole and report.format_version == version
-    new = rewrite(path, tmp_path / "new.zarr", progress=False)
+    Rewrite(path, tmp_path / "new.zarr").run()  # `embodied data rewrite`
+    new = EpisodeStore.open(tmp_path / "new.zarr")
     assert (new.version, new.num_episodes) == (3, 2) and verify(new.path, progress=False).whole
+    assert not (tmp_path / "new.zarr.partial").exists()
+    with pytest.raises(StoreError, match="exists"):  # never over a store
+        Rewrite(path, tmp_path / "new.zarr").run()
     for i in range(2):
         np.testing.assert_array_equal(new.episode(i).images["wrist"], make_episode(i).images["wrist"])
         np.testing.assert_array_equal(new.episode(i).action, make_episode(i).action)
