@@ -48,14 +48,21 @@ class FramePairs(StoreDataset):
         if len(self.frames) == 0:
             raise UserError(f"{path}: no episode longer than {stride} frames among the {len(episodes)} chosen")
         self.actions = store.actions()
+        self.shape = (*store.attrs["image_size"], 3)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def __getitem__(self, i: int) -> dict:
-        t = int(self.frames[i])
-        both = np.stack([self.store.frames(c, np.array([t, t + self.stride])) for c in self.cameras], 1)
-        return {"before": both[0], "after": both[1], "action": self.actions[t: t + self.stride]}
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """Items of a batch (a DataLoader passes a batch's indices): each camera's frames in one read."""
+        t = self.frames[indices]
+        pairs = np.stack([self.store.frames(c, np.concatenate([t, t + self.stride])).reshape(2, len(t), *self.shape)
+                          for c in self.cameras], 2)  # (2, n, C, H, W, 3)
+        return [{"before": pairs[0, k], "after": pairs[1, k], "action": self.actions[s: s + self.stride]}
+                for k, s in enumerate(t.tolist())]
 
 
 SIZE = 48  # pairs are seen at 48x48: a 4-frame move of the arm is still several pixels, at 1/4 of the cost
