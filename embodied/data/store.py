@@ -82,7 +82,7 @@ class Episode:
 class EpisodeStore:
     """Create with `EpisodeStore.create(...)`, open with `EpisodeStore.open(path, mode)`."""
 
-    def __init__(self, group: zarr.Group, path: Path, writable: bool):
+    def __init__(self, group: zarr.Group, path: Path | str, writable: bool):
         self.group, self.path, self.writable = group, path, writable
         self.attrs = dict(group.attrs)
         self.version = int(self.attrs["format_version"])
@@ -102,8 +102,8 @@ class EpisodeStore:
     def create(cls, path: str | Path, *, cameras: list[str], image_size: tuple[int, int], state_dim: int,
                action_dim: int, control_rate: float, robot: str, action_spec: dict | None = None,
                state_spec: dict | None = None, **attrs) -> EpisodeStore:
-        path = Path(path)
-        if path.exists():
+        path = location(path)
+        if path.exists() if isinstance(path, Path) else _exists(path):
             raise StoreError(f"{path} already exists; open it with EpisodeStore.open(path, mode='a')")
         group = zarr.open_group(path, mode="w-")
         h, w = image_size
@@ -120,7 +120,7 @@ class EpisodeStore:
         group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64", compressors=other)
         for key, dtype in META.items():
             group.create_array(f"meta/{key}", shape=(0,), chunks=(4096,), dtype=dtype, compressors=other)
-        checksums = {node: metadata_checksum(path / node / "zarr.json") for node in node_names(cameras)}
+        checksums = {node: checksum_of(read_key(group.store, f"{node}/zarr.json")) for node in node_names(cameras)}
         attrs = {"format_version": FORMAT_VERSION, "cameras": list(cameras), "image_size": [h, w],
                  "control_rate": control_rate, "robot": robot, "action_spec": action_spec or {},
                  "state_spec": state_spec or {}, "num_episodes": 0, **attrs, "checksums": checksums}
@@ -131,12 +131,12 @@ class EpisodeStore:
     def open(cls, path: str | Path, mode: str = "r", check_files: bool = True) -> EpisodeStore:
         """Open and validate; mode 'a' also cuts off an episode left half-written by a crash.
         check_files=False opens a store with missing files (`verify` does, to name each of them)."""
-        path = Path(path)
+        path = location(path)
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
-        if not path.exists():
+        if isinstance(path, Path) and not path.exists():
             raise StoreError(f"no store at {path}")
-        if not (path / "zarr.json").is_file():
+        if not _exists(path):
             raise StoreError(f"{path} is not an episode store (no zarr.json there)")
         try:
             group = zarr.open_group(path, mode="r+" if mode == "a" else "r")
@@ -387,7 +387,7 @@ class EpisodeStore:
         return f"EpisodeStore({str(self.path)!r}, episodes={self.num_episodes}, frames={self.num_frames})"
 
 
-def _check_header(path: Path, attrs: dict, group: zarr.Group) -> None:
+def _check_header(path: Path | str, attrs: dict, group: zarr.Group) -> None:
     version = attrs.get("format_version")
     if version is None:
         raise StoreError(f"{path}: no format_version attribute; not an episode store")
@@ -427,7 +427,8 @@ def rewrite(source: str | Path, out: str | Path, batch: int = 64, progress: bool
             if k not in ("format_version", "num_episodes", "checksums", ATTRS_CRC, "cameras", "image_size")}
     dst = EpisodeStore.create(out, cameras=src.cameras, image_size=tuple(src.attrs["image_size"]),
                               state_dim=src._state.shape[1], action_dim=src._action.shape[1], **keep)
-    for first in tqdm(range(0, src.num_episodes, batch), desc=f"rewrite {Path(source).name}", unit="batch",
+    name = str(source).rstrip("/").split("/")[-1]
+    for first in tqdm(range(0, src.num_episodes, batch), desc=f"rewrite {name}", unit="batch",
                       disable=not progress):
         dst.append_many([src.episode(i) for i in range(first, min(src.num_episodes, first + batch))])
     return dst
@@ -453,8 +454,37 @@ def canonical_metadata(meta: dict) -> bytes:
     return json.dumps(meta, sort_keys=True).encode()
 
 
-def metadata_checksum(file: Path) -> int:
-    return google_crc32c.value(canonical_metadata(json.loads(file.read_bytes())))
+def checksum_of(raw: bytes) -> int:
+    """The checksum of a node's zarr.json as stored (see canonical_metadata)."""
+    return google_crc32c.value(canonical_metadata(json.loads(raw)))
+
+
+def location(path: str | Path) -> Path | str:
+    """A local path, or a URL (s3://bucket/name.zarr, ...) kept as a string: zarr opens it through fsspec."""
+    text = str(path)
+    return text if "://" in text else Path(path)
+
+
+def read_key(store, key: str) -> bytes | None:
+    """The bytes of one file of a zarr store (local or remote), or None if it is not there."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else buf.to_bytes()
+
+
+def raw_store(path: Path | str):
+    """The zarr store at a folder or URL, read-only, for reading its files as bytes."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    return LocalStore(path, read_only=True) if isinstance(path, Path) else FsspecStore.from_url(path, read_only=True)
+
+
+def _exists(path: Path | str) -> bool:
+    """Is there a zarr.json at the root of `path` (a folder or a URL)?"""
+    if isinstance(path, Path):
+        return (path / "zarr.json").is_file()
+    return read_key(raw_store(path), "zarr.json") is not None
 
 
 def attrs_checksum(attrs: dict) -> int:

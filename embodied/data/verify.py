@@ -22,9 +22,12 @@ from embodied.data.store import (
     EpisodeStore,
     StoreError,
     attrs_checksum,
+    checksum_of,
     damage_reason,
-    metadata_checksum,
+    location,
     node_names,
+    raw_store,
+    read_key,
     read_spans,
 )
 
@@ -59,7 +62,8 @@ class Report:
 
 
 def verify(path: str | Path, progress: bool = True) -> Report:
-    path = Path(path)
+    """A store at a folder or a URL (s3://...)."""
+    path = location(path)
     damage = _check_metadata(path)
     try:
         store = EpisodeStore.open(path, check_files=False)
@@ -74,13 +78,14 @@ def verify(path: str | Path, progress: bool = True) -> Report:
     return Report(str(path), store.version, store.num_episodes, store.num_frames, damage)
 
 
-def _check_metadata(path: Path) -> list[Damage]:
-    """Every zarr.json parses; in version 2, each matches the checksum kept in the root attributes."""
-    root = path / "zarr.json"
-    if not root.is_file():
+def _check_metadata(path: Path | str) -> list[Damage]:
+    """Every zarr.json parses; in version 2 on, each matches the checksum kept in the root attributes."""
+    store = raw_store(path)
+    root = read_key(store, "zarr.json")
+    if root is None:
         return [Damage("zarr.json", "missing: this is not an episode store")]
     try:
-        attrs = json.loads(root.read_bytes()).get("attributes", {})
+        attrs = json.loads(root).get("attributes", {})
     except (ValueError, UnicodeDecodeError) as e:
         return [Damage("zarr.json", f"not valid JSON ({e})")]
     if attrs.get("format_version", 1) < 2:
@@ -90,11 +95,12 @@ def _check_metadata(path: Path) -> list[Damage]:
         damage.append(Damage("zarr.json", "the root attributes do not match their checksum"))
     for node, expected in attrs.get("checksums", {}).items():
         file = f"{node}/zarr.json"
-        try:
-            ok = metadata_checksum(path / file) == expected
-        except FileNotFoundError:
+        raw = read_key(store, file)
+        if raw is None:
             damage.append(Damage(file, "missing"))
             continue
+        try:
+            ok = checksum_of(raw) == expected
         except (ValueError, UnicodeDecodeError, TypeError, KeyError) as e:
             damage.append(Damage(file, f"not valid array metadata ({e})"))
             continue

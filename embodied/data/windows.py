@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from embodied.data.store import EpisodeStore
+from embodied.data.store import EpisodeStore, location
 from embodied.errors import UserError
 
 
@@ -25,7 +25,7 @@ def split_episodes(num_episodes: int, val_fraction: float = 0.1, seed: int = 0) 
 class StoreDataset(Dataset):
     """A dataset reading frames from the store at `self.path`; DataLoader workers reopen it themselves."""
 
-    path: Path
+    path: Path | str  # a folder, or a URL (s3://...)
     _store: EpisodeStore | None
 
     def __getstate__(self):
@@ -64,7 +64,7 @@ class WindowDataset(StoreDataset):
         spent (zarr decodes a frame in about 1 ms on a slow CPU, so training reads each frame once per epoch)."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
-        self.path, self.obs_horizon, self.action_horizon = Path(path), obs_horizon, action_horizon
+        self.path, self.obs_horizon, self.action_horizon = location(path), obs_horizon, action_horizon
         store = EpisodeStore.open(self.path)
         self.cameras = list(cameras or store.cameras)
         missing = sorted(set(self.cameras) - set(store.cameras))
