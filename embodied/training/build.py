@@ -76,7 +76,7 @@ def check(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def build_run(cfg: TrainConfig, store_path: Path, device: torch.device) -> Run:
+def build_run(cfg: TrainConfig, store_path: Path | str, device: torch.device) -> Run:
     """Data, then the model (torch's seed set by the caller: the order of construction is the init)."""
     store = EpisodeStore.open(store_path)
     tune = cfg if isinstance(cfg, FinetuneConfig) else None

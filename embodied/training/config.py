@@ -53,8 +53,8 @@ class TrainConfig:
     """Preset fields to override (flags without a prefix: --head flow)."""
     dataset: str = "pretrain_small"
     """Dataset recipe (datasets/<name>.yaml); its store is collected first if missing."""
-    store: Path | None = None
-    """Use this store instead of the recipe's."""
+    store: str | None = None
+    """Use this store instead of the recipe's: a folder or a URL (s3://bucket/name.zarr; docs/data.md)."""
     video_store: Path | None = None
     """Action-free video made trainable by scripts/label_video.py (inverse-dynamics pseudo-labels or
     latent-action codes), mixed into every batch."""

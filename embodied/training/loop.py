@@ -60,7 +60,7 @@ class StepBatches(torch.utils.data.Sampler):
         return self.steps - self.start
 
 
-def train(cfg: TrainConfig, store_path: Path, runs_dir: Path) -> dict:
+def train(cfg: TrainConfig, store_path: Path | str, runs_dir: Path) -> dict:
     """Train; returns the final evaluation (rank 0) or {} (other ranks)."""
     cfg = check(cfg)
     d = distributed.setup(cfg.device)

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from embodied.data.recipes import load_recipe, store_path
+from embodied.data.store import location
 from embodied.paths import repo_root
 from embodied.training.config import FinetuneConfig, TrainConfig
 
@@ -21,7 +22,7 @@ def run(cfg: TrainConfig) -> dict:
     from embodied.training.loop import train
 
     rank = int(os.environ.get("RANK", 0))
-    store = cfg.store or store_path(cfg.dataset)
+    store = location(cfg.store) if cfg.store else store_path(cfg.dataset)
     if cfg.store is None and rank == 0 and not complete(store, cfg.dataset):
         from embodied.data.collect import collect
 

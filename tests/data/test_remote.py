@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from embodied.data import EpisodeStore, StoreError
+from embodied.data.store import location
 from embodied.data.verify import verify
 from embodied.data.windows import WindowDataset
 from tests.data.conftest import CAMERAS, make_episode, new_store
@@ -71,3 +72,25 @@ def test_damage_on_a_remote_store_is_named(s3):
     assert [d.file for d in missing] == ["data/images/wrist/c/0/0/0/0"] and "missing" in missing[0].why
     with pytest.raises(StoreError, match="no zarr.json"):
         EpisodeStore.open("s3://bucket/nothing.zarr")
+
+
+def test_training_from_a_remote_store_reaches_the_same_loss_as_from_a_local_copy(s3, tmp_path):
+    from embodied.data.collect import collect
+    from embodied.data.recipes import Recipe
+    from embodied.data.store import rewrite
+    from embodied.training.config import TrainConfig
+    from embodied.training.loop import train
+
+    recipe = Recipe(name="t", families=["reach", "press_button"], episodes_per_family=2, image_size=(32, 32))
+    local = collect(recipe, tmp_path / "t.zarr", workers=2, progress=False).path
+    url = "s3://bucket/train.zarr"
+    rewrite(local, url, progress=False)
+    losses = {}
+    for name, store in (("local", str(local)), ("remote", url)):
+        cfg = TrainConfig(name=name, store=store, out=tmp_path, steps=3, batch_size=8, workers=0, eval_every=0,
+                          final_eval_episodes=0, ckpt_every=100, log_every=1, warmup=2)
+        train(cfg, location(store), tmp_path)
+        rows = (tmp_path / name / "metrics.csv").read_text().splitlines()
+        losses[name] = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
+    assert len(losses["local"]) == 3
+    np.testing.assert_allclose(losses["remote"], losses["local"], rtol=1e-5)
