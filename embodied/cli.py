@@ -31,9 +31,9 @@ Positional = tyro.conf.Positional
 
 @dataclass
 class Info:
-    """Summary table: episodes, frames, tasks, success, size on disk, bytes per frame."""
+    """Summary table: episodes, frames, tasks, success, size on disk, bytes per frame. STORE: a folder or a URL."""
 
-    store: Annotated[Path, Positional]
+    store: Annotated[str, Positional]
     json: Path | None = None
     """Also write the summary as JSON."""
 
@@ -113,9 +113,9 @@ class Import:
 @dataclass
 class Verify:
     """Read every file of a store: checksums, chunks, every frame. Names each damaged episode (camera,
-    steps); exit code 0 when the store is whole, 1 when not."""
+    steps); exit code 0 when the store is whole, 1 when not. STORE: a folder or a URL (s3://bucket/name.zarr)."""
 
-    store: Annotated[Path, Positional]
+    store: Annotated[str, Positional]
     json: Path | None = None
     """Also write the report as JSON."""
 
@@ -123,7 +123,7 @@ class Verify:
         from embodied.data.report import print_verify
         from embodied.data.verify import verify
 
-        if not self.store.exists():
+        if "://" not in self.store and not Path(self.store).exists():
             raise FileNotFoundError(f"no store at {self.store}")
         report = verify(self.store)
         print_verify(report)

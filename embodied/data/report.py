@@ -14,8 +14,14 @@ from embodied.errors import UserError
 from embodied.media import caption, contact_sheet, save_png, side_by_side
 
 
-def disk_usage(path: Path) -> tuple[int, int]:
-    """(bytes in files, bytes of disk blocks allocated) under a folder."""
+def disk_usage(path: Path | str) -> tuple[int, int]:
+    """(bytes in files, bytes of disk blocks allocated) under a folder; for a URL, its objects' bytes twice."""
+    if isinstance(path, str) and "://" in path:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(path)
+        size = int(fs.du(root))
+        return size, size
     files = [p for p in Path(path).rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files), sum(p.stat().st_blocks * 512 for p in files)
 

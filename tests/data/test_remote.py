@@ -94,3 +94,14 @@ def test_training_from_a_remote_store_reaches_the_same_loss_as_from_a_local_copy
         losses[name] = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
     assert len(losses["local"]) == 3
     np.testing.assert_allclose(losses["remote"], losses["local"], rtol=1e-5)
+
+
+def test_data_info_and_verify_commands_take_a_url(s3, capsys):
+    from embodied.cli import Info, Verify
+
+    url = "s3://bucket/cli.zarr"
+    new_store(url).append_many([make_episode(0), make_episode(1)])
+    Info(url).run()
+    Verify(url).run()  # whole: no SystemExit
+    out = capsys.readouterr().out
+    assert "cli.zarr" in out and "whole" in out
