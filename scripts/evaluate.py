@@ -46,6 +46,13 @@ class Args:
     """Controls: 'given' (the task's instruction), 'blank' (an empty one: how far the scene alone gets) or 'swap'
     (another valid instruction of the family for the same scene, the drawer's other direction: success at the
     original goal and at the swapped one)."""
+    ray: str | None = None
+    """Fan the episodes out on Ray: 'local' (a Ray on this machine) or a cluster's address ('auto',
+    'ray://head:10001'). Parts of --ray-part episodes per family are Ray tasks; no failure videos."""
+    ray_part: int = 8
+    """Episodes per Ray task (rounded up to whole waves of --num-envs)."""
+    ray_cpus: int | None = None
+    """CPUs of a local Ray (default: all)."""
     world: int | None = None
     """Tabletop world version (default: the one the policy's training store was collected in, else the newest)."""
     episodes: int = 20
@@ -120,9 +127,19 @@ def main(args: Args) -> None:
         env_config |= {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
     start = time.perf_counter()
     runner = RandomPolicy() if policy == "random" else policy
-    main_result = evaluate(runner, families, args.episodes, seed_start, args.num_envs, args.replan_every,
-                           env_config if policy != "random" else env_config | {"cameras": ()},
-                           video_dir=args.videos, commit_gripper=args.commit_gripper)
+    config = env_config if policy != "random" else env_config | {"cameras": ()}
+    if args.ray:
+        from embodied.evaluation.fanout import evaluate_on_ray
+
+        main_result, fanned = evaluate_on_ray(args.ray, args.policy, families, args.episodes, seed_start,
+                                              part=args.ray_part, num_envs=args.num_envs, adapter=args.adapter,
+                                              precision=args.precision, cpus=args.ray_cpus,
+                                              replan_every=args.replan_every, env_config=config,
+                                              commit_gripper=args.commit_gripper)
+        print(f"ray: {fanned['tasks']} tasks, {fanned['episodes_per_minute']:.1f} episodes/min")
+    else:
+        main_result = evaluate(runner, families, args.episodes, seed_start, args.num_envs, args.replan_every,
+                               config, video_dir=args.videos, commit_gripper=args.commit_gripper)
     seconds = time.perf_counter() - start
     per_minute = args.episodes * len(families) / seconds * 60
     columns = {args.policy if policy in ("expert", "random") else "policy": main_result}

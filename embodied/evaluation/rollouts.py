@@ -52,7 +52,8 @@ class RandomPolicy:
 
 def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_SEED_START, num_envs: int = 4,
              replan_every: int = REPLAN_EVERY, env_config: dict | None = None, progress: bool = True,
-             video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True) -> dict:
+             video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True,
+             first: int = 0) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. policy="expert" runs each family's
     scripted expert instead: it plans from the simulator's state, so in this process, one env, cameras off.
@@ -63,7 +64,9 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
     written there as mp4 (cameras side by side, the instruction and why it failed as caption). With
     env_config {"instruction": "swap"}, each family also has "swap": the swapped goal's rate (and each run its
     "swap_success" and the "task" it was given), the original goal staying in "success".
-    commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor)."""
+    commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor).
+    first: skip each family's first episodes (a part of a fanned-out evaluation, embodied.evaluation.fanout: with
+    `first` a multiple of num_envs, its waves, and so its episodes, are those of the whole run)."""
     import gymnasium as gym
 
     from embodied.envs import expert_for, gym_id, make_vector_env
@@ -86,7 +89,7 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
         if isinstance(actor, RandomPolicy):
             actor.action_dim = venv.single_action_space.shape[0]
         runs, filmed = [], 0
-        family_seeds = scene_seeds(seed_start, family, episodes + n_envs)  # a last wave runs full
+        family_seeds = scene_seeds(seed_start, family, first + episodes + n_envs)[first:]  # a last wave runs full
         for wave in range(0, episodes, n_envs):
             seeds = family_seeds[wave:wave + n_envs]
             keep = min(n_envs, episodes - wave)

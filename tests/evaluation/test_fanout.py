@@ -1,0 +1,23 @@
+"""Evaluation fanned out on a local Ray (2 CPUs, started by the test): the same per-seed results as the local
+path, put back in order."""
+
+import pytest
+
+from embodied.evaluation.rollouts import evaluate
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.mark.slow
+def test_ray_parts_give_the_local_per_seed_results():
+    from embodied.evaluation.fanout import evaluate_on_ray
+
+    families, episodes = ["reach", "press_button"], 6
+    local = evaluate("expert", families, episodes, seed_start=1_000_000, num_envs=2, progress=False)
+    fanned, stats = evaluate_on_ray("local", "expert", families, episodes, 1_000_000, part=2, num_envs=2, cpus=2)
+    assert stats["tasks"] == 6  # 3 parts of 2 episodes per family
+    for f in families:
+        assert [r["seed"] for r in fanned[f]["runs"]] == [r["seed"] for r in local[f]["runs"]]
+        assert fanned[f]["runs"] == local[f]["runs"]
+    assert fanned["mean"] == local["mean"]
+    assert not ray.is_initialized()  # the Ray it started is shut down
