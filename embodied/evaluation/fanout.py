@@ -23,7 +23,8 @@ def evaluate_on_ray(address: str, policy: str, families: list[str], episodes: in
     try:
         import ray
     except ImportError:
-        raise UserError("--ray needs Ray: pip install 'ray>=2.40' (make setup installs it, with the tests' tools)") from None
+        raise UserError("--ray needs Ray: pip install 'ray>=2.40' (make setup installs it with the tests' tools)") \
+            from None
     from embodied.evaluation.rollouts import mean_over, summary
 
     waves = -(-max(part, 1) // num_envs) * num_envs  # whole waves
