@@ -350,12 +350,11 @@ class EpisodeStore:
     def missing_files(self) -> list[tuple[str, str, int, int]]:
         """(array, file key, first row, end row) of every file the committed rows need that is not there
         (zarr reads a missing file as the fill value, so it would otherwise pass unnoticed)."""
-        rows = {**{f"data/images/{c}": self.num_frames for c in self.cameras},
-                **{name: self.num_frames for name in self.per_frame},
-                **{f"meta/{k}": self.num_episodes for k in self._meta}}
+        rows = {**{f"data/images/{c}": (a, self.num_frames) for c, a in self._images.items()},
+                **{name: (a, self.num_frames) for name, a in self.per_frame.items()},
+                **{f"meta/{k}": (a, self.num_episodes) for k, a in self._meta.items()}}
         out = []
-        for name, n in rows.items():
-            arr = self.group[name]
+        for name, (arr, n) in rows.items():
             if math.prod(arr.shape[1:]) == 0:  # e.g. data/state of a store without states: no files at all
                 continue
             stored = set(sync(_keys(self.group.store, f"{arr.path}/")))

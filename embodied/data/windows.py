@@ -33,8 +33,8 @@ class StoreDataset(Dataset):
 
     @property
     def store(self) -> EpisodeStore:
-        if self._store is None:
-            self._store = EpisodeStore.open(self.path)
+        if self._store is None:  # a DataLoader worker: the constructor has checked the store's files
+            self._store = EpisodeStore.open(self.path, check_files=False)
         return self._store
 
 
