@@ -163,9 +163,10 @@ class Rewrite:
 
 @dataclass
 class ExportLerobot:
-    """Write a store as a LeRobot v3.0 dataset folder (meta/, data/, videos/ with H.264 mp4) in a new folder."""
+    """Write a store (a folder or a URL) as a LeRobot v3.0 dataset folder (meta/, data/, videos/ with H.264 mp4)
+    in a new folder."""
 
-    store: Annotated[Path, Positional]
+    store: Annotated[str, Positional]
     out: Annotated[Path, Positional]
     skip_incomplete: bool = False
     """Leave out episodes without actions (or states) instead of refusing."""

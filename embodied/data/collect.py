@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from embodied.data.recipes import Recipe
-from embodied.data.store import Episode, EpisodeStore, StoreError
+from embodied.data.store import Episode, EpisodeStore, StoreError, exists, location
 from embodied.envs.experts import EXPERTS_VERSION
 
 ROBOT = "arm5"
@@ -113,8 +115,8 @@ def _run(family: str, seed: int) -> Episode:
     return _worker.run(family, seed)
 
 
-def open_or_create(path: Path, recipe: Recipe) -> EpisodeStore:
-    if path.exists():
+def open_or_create(path: Path | str, recipe: Recipe) -> EpisodeStore:
+    if exists(path):
         store = EpisodeStore.open(path, mode="a")
         want = recipe_signature(collected_as(recipe))
         have = recipe_signature(store.attrs.get("recipe", {}))
@@ -151,9 +153,14 @@ def recipe_signature(recipe: dict) -> dict:
             "env": recipe.get("env", {})}
 
 
-def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool = True) -> EpisodeStore:
-    """Fill `path` with the recipe's episodes; rerunning appends only what is missing."""
-    path = Path(path)
+def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool = True,
+            ray: str | None = None) -> EpisodeStore:
+    """Fill `path` (a folder or a URL) with the recipe's episodes; rerunning appends only what is missing.
+    Episodes are played by `workers` processes here, or with `ray` (an address, or 'local') by Ray actors
+    on a cluster (`workers` of them) that return them to this process; either way this process writes them,
+    WRITE_BATCH at a time, each batch one commit, so a store never holds part of a batch. A (family, seed)
+    gives the same episode on either path."""
+    path = location(path)
     store = open_or_create(path, recipe)
     kept = store.meta("success") | recipe.keep_failures
     families, seeds = store.meta("family"), store.meta("seed")
@@ -171,25 +178,20 @@ def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool =
         bar.update(len(finished))
         finished.clear()
 
-    ctx = mp.get_context("forkserver")  # workers must not inherit GL state from this process
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(recipe,)) as pool:
+    with (_ray_players(recipe, workers, ray) if ray else _local_players(recipe, workers)) as play:
         try:
             while True:
                 jobs = _next_seeds(recipe, have, tried)
                 if not jobs:
                     break
-                pending = {pool.submit(_run, f, s) for f, s in jobs}
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        ep = fut.result()
-                        attempts += 1
-                        ok += ep.success
-                        if ep.success or recipe.keep_failures:
-                            finished.append(ep)
-                            have[ep.family] += 1
-                        bar.set_postfix(ep_per_s=f"{attempts / (time.perf_counter() - start):.2f}",
-                                        success=f"{ok}/{attempts}")
+                for ep in play(jobs):
+                    attempts += 1
+                    ok += ep.success
+                    if ep.success or recipe.keep_failures:
+                        finished.append(ep)
+                        have[ep.family] += 1
+                    bar.set_postfix(ep_per_s=f"{attempts / (time.perf_counter() - start):.2f}",
+                                    success=f"{ok}/{attempts}")
                     if len(finished) >= WRITE_BATCH:
                         write()
                 if finished:  # the next round of seeds depends on what this one kept
@@ -203,6 +205,33 @@ def collect(recipe: Recipe, path: str | Path, workers: int = 2, progress: bool =
         print(f"warning: families short of {recipe.episodes_per_family} episodes after all seeds: {short}")
     store.stats()  # computed once, saved with the store
     return store
+
+
+Players = Callable[[list[tuple[str, int]]], Iterator[Episode]]  # (family, seed) jobs -> episodes as they end
+
+
+@contextmanager
+def _local_players(recipe: Recipe, workers: int) -> Iterator[Players]:
+    ctx = mp.get_context("forkserver")  # workers must not inherit GL state from this process
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(recipe,)) as pool:
+        def play(jobs):
+            pending = {pool.submit(_run, f, s) for f, s in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (fut.result() for fut in done)
+        yield play
+
+
+@contextmanager
+def _ray_players(recipe: Recipe, workers: int, address: str) -> Iterator[Players]:
+    """`workers` Ray actors (a CPU each), each keeping its envs as a local worker process does."""
+    from embodied.cluster import ray_session
+
+    with ray_session(address, cpus=workers) as ray:
+        from ray.util import ActorPool
+
+        actors = ActorPool([ray.remote(num_cpus=1)(_Worker).remote(recipe) for _ in range(workers)])
+        yield lambda jobs: actors.map_unordered(lambda actor, job: actor.run.remote(*job), jobs)
 
 
 def _next_seeds(recipe: Recipe, have: dict, tried: dict) -> list[tuple[str, int]]:

@@ -61,7 +61,8 @@ class WindowDataset(StoreDataset):
         motions stay masked). A place demonstration ends on the first frame the gripper opens, so without
         it a chunk holds that release in one position only and the policy never lets go.
         frame_cache_mb: decoded frames each reading process keeps, first read first kept, until the budget is
-        spent (zarr decodes a frame in about 1 ms on a slow CPU, so training reads each frame once per epoch)."""
+        spent (a zarr read costs about 1 ms on a slow CPU; each read decodes a whole chunk of frames, all of
+        which are kept, so an epoch reads each chunk once)."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = location(path), obs_horizon, action_horizon
@@ -141,8 +142,14 @@ class WindowDataset(StoreDataset):
     def _frames(self, camera: str, index: np.ndarray) -> np.ndarray:
         cache = self._cache[camera]
         todo = np.unique([i for i in index.tolist() if i not in cache])
+        if len(todo) and self._cache_left > 0:  # a read decodes a whole chunk: keep all of its frames
+            k = self.store.frames_per_chunk
+            todo = np.unique(todo[:, None] // k * k + np.arange(k))
+            todo = todo[todo < len(self.states)]
         read = dict(zip(todo.tolist(), self.store.frames(camera, todo), strict=True))
         for i, frame in read.items():
+            if i in cache:
+                continue
             if self._cache_left < frame.nbytes:
                 break
             cache[i] = frame

@@ -3,14 +3,12 @@
 The episodes of each family are cut into parts of whole waves (`num_envs` episodes each, as the local run plays
 them); each part is a Ray task that loads the policy and plays its seeds; the parts' episodes are put back in
 order and summarized as one local run would. A deterministic policy (the regression head, the experts) gives
-the same per-seed results as the local path. Ray is imported here only.
+the same per-seed results as the local path. Ray comes through embodied.cluster.
 """
 
 from __future__ import annotations
 
 import time
-
-from embodied.errors import UserError
 
 
 def evaluate_on_ray(address: str, policy: str, families: list[str], episodes: int, seed_start: int, *,
@@ -20,28 +18,17 @@ def evaluate_on_ray(address: str, policy: str, families: list[str], episodes: in
     parts of `part` episodes (rounded up to whole waves) by Ray tasks. address: 'local' starts Ray on this
     machine (with `cpus` CPUs), anything else is passed to ray.init (e.g. 'auto', 'ray://head:10001').
     Returns (results, {"tasks", "seconds", "episodes_per_minute"})."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'ray>=2.40' (make setup installs it with the tests' tools)") \
-            from None
+    from embodied.cluster import ray_session
     from embodied.evaluation.rollouts import mean_over, summary
 
     waves = -(-max(part, 1) // num_envs) * num_envs  # whole waves
     jobs = [(f, first, min(waves, episodes - first)) for f in families for first in range(0, episodes, waves)]
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=None if address == "local" else address, num_cpus=cpus if address == "local" else None,
-                 include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(address, cpus) as ray:
         play = ray.remote(num_cpus=1)(_play)
         start = time.perf_counter()
         parts = ray.get([play.remote(policy, adapter, precision, f, n, seed_start, num_envs, first, kwargs)
                          for f, first, n in jobs])
         seconds = time.perf_counter() - start
-    finally:
-        if started:
-            ray.shutdown()
     results: dict = {}
     for family in families:
         runs = [r for (f, _, _), p in zip(jobs, parts, strict=True) if f == family for r in p[family]["runs"]]

@@ -181,3 +181,39 @@ def test_scenes_are_shared_across_families_or_each_its_own():
         seeds = {f: [s for g, s in jobs if g == f] for f in fams}
         assert seeds["reach"] == [0, 1, 2]
         assert seeds["pick"] == ([0, 1, 2] if shared else [9, 10, 11])
+
+
+@pytest.mark.slow
+def test_collection_on_ray_gives_the_local_episodes(tmp_path):
+    """`--ray local`: Ray actors play the episodes, this process writes them; each (family, seed) is the episode
+    the local worker processes record."""
+    pytest.importorskip("ray")
+    from embodied.data.collect import collect
+    from embodied.data.recipes import load_recipe
+
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    run("scripts/collect_demos.py", str(recipe), "--out", str(tmp_path / "ray.zarr"), "--ray", "local",
+        "--workers", "2")
+    fanned = EpisodeStore.open(tmp_path / "ray.zarr")
+    local = collect(load_recipe(str(recipe)), tmp_path / "local.zarr", workers=2, progress=False)
+    assert fanned.num_episodes == local.num_episodes == 4 and fanned.attrs["stats"]["num_episodes"] == 4
+
+    def by_seed(store):
+        return {(str(f), int(s)): i for i, (f, s) in enumerate(zip(store.meta("family"), store.meta("seed"),
+                                                                    strict=True))}
+    a, b = by_seed(fanned), by_seed(local)
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = fanned.episode(a[key]), local.episode(b[key])
+        np.testing.assert_array_equal(x.action, y.action)
+        for cam in ("front", "wrist"):
+            np.testing.assert_array_equal(x.images[cam], y.images[cam])
+
+
+def test_nothing_imports_ray_without_asking():
+    code = ("import sys; sys.argv = ['x']; import runpy\n"
+            "for s in ('scripts/collect_demos.py', 'scripts/evaluate.py'):\n"
+            "    runpy.run_path(s, run_name='not_main')\n"
+            "import embodied.data.collect, embodied.evaluation.fanout, embodied.cluster\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

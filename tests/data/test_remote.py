@@ -74,19 +74,19 @@ def test_damage_on_a_remote_store_is_named(s3):
         EpisodeStore.open("s3://bucket/nothing.zarr")
 
 
-def test_training_from_a_remote_store_reaches_the_same_loss_as_from_a_local_copy(s3, tmp_path):
+def test_collected_into_a_url_trains_to_the_same_loss_as_a_local_copy(s3, tmp_path):
     from embodied.data.collect import collect
     from embodied.data.recipes import Recipe
-    from embodied.data.store import rewrite
     from embodied.training.config import TrainConfig
     from embodied.training.loop import train
 
     recipe = Recipe(name="t", families=["reach", "press_button"], episodes_per_family=2, image_size=(32, 32))
-    local = collect(recipe, tmp_path / "t.zarr", workers=2, progress=False).path
     url = "s3://bucket/train.zarr"
-    rewrite(local, url, progress=False)
+    for out in (tmp_path / "t.zarr", url):  # one worker: the same episodes in the same order
+        collect(recipe, out, workers=1, progress=False)
+    assert collect(recipe, url, workers=1, progress=False).num_episodes == 4  # resumed: nothing to add
     losses = {}
-    for name, store in (("local", str(local)), ("remote", url)):
+    for name, store in (("local", str(tmp_path / "t.zarr")), ("remote", url)):
         cfg = TrainConfig(name=name, store=store, out=tmp_path, steps=3, batch_size=8, workers=0, eval_every=0,
                           final_eval_episodes=0, ckpt_every=100, log_every=1, warmup=2)
         train(cfg, location(store), tmp_path)
@@ -94,6 +94,18 @@ def test_training_from_a_remote_store_reaches_the_same_loss_as_from_a_local_copy
         losses[name] = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
     assert len(losses["local"]) == 3
     np.testing.assert_allclose(losses["remote"], losses["local"], rtol=1e-5)
+
+
+def test_export_to_lerobot_from_a_url(s3, tmp_path):
+    from embodied.cli import ExportLerobot
+    from embodied.data.lerobot import import_lerobot
+
+    url = "s3://bucket/export.zarr"
+    new_store(url).append_many([make_episode(0), make_episode(1)])
+    ExportLerobot(url, tmp_path / "lerobot").run()
+    back = import_lerobot(tmp_path / "lerobot", tmp_path / "back.zarr")
+    assert back.num_episodes == 2
+    np.testing.assert_allclose(back.episode(1).action, make_episode(1).action, atol=1e-6)
 
 
 def test_data_info_and_verify_commands_take_a_url(s3, capsys):

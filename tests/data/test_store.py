@@ -42,6 +42,7 @@ def test_frames_in_any_order_with_repeats_match_zarr(store):
 
 def test_frames_span_shards_and_the_store_has_a_file_per_shard(tmp_path, monkeypatch):
     monkeypatch.setattr("embodied.data.store.FRAMES_PER_SHARD", 8)
+    monkeypatch.setattr("embodied.data.store.FRAMES_PER_CHUNK", 2)  # appends end inside chunks too
     s = new_store(tmp_path / "s.zarr")
     eps = [make_episode(i) for i in range(5)]
     for first in (0, 2):  # two appends: the second rewrites the partly filled shard

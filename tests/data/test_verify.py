@@ -32,9 +32,10 @@ def files_of(path):
     return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
 
 
-def chunk_in_shard(shard: bytes, i: int) -> tuple[int, int]:
-    """(offset, length) of inner chunk i from a shard's index: (offset, nbytes) uint64 pairs, then a crc32c."""
-    index = np.frombuffer(shard[-(16 * FRAMES_PER_SHARD + 4):-4], "<u8").reshape(-1, 2)
+def chunk_in_shard(shard: bytes, i: int, chunks: int) -> tuple[int, int]:
+    """(offset, length) of inner chunk i of a shard of `chunks`, from its index: (offset, nbytes) uint64 pairs,
+    then a crc32c."""
+    index = np.frombuffer(shard[-(16 * chunks + 4):-4], "<u8").reshape(-1, 2)
     return int(index[i, 0]), int(index[i, 1])
 
 
@@ -77,22 +78,23 @@ def test_any_damaged_file_is_found(pristine, tmp_path, how):
     assert not missed, f"{how}: not detected in {missed}"
 
 
-def test_report_names_camera_episode_and_steps(pristine, tmp_path):
-    import shutil
-
-    shutil.copytree(pristine, tmp_path / "s.zarr")
+def test_report_names_camera_episode_and_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr("embodied.data.store.FRAMES_PER_CHUNK", 2)  # a checksum covers 2 frames
     path = tmp_path / "s.zarr"
-    store = EpisodeStore.open(path)
+    store = new_store(path)
+    for i in range(3):
+        store.append(make_episode(i, length=4))
     start, _ = store.episode_range(1)
     shard = path / "data/images/wrist/c/0/0/0/0"
     raw = bytearray(shard.read_bytes())
-    for step in (1, 2):
-        offset, length = chunk_in_shard(bytes(raw), start + step)
-        raw[offset + length // 2] ^= 1
+    offset, length = chunk_in_shard(bytes(raw), start // 2 + 1, FRAMES_PER_SHARD // 2)
+    raw[offset + length // 2] ^= 1  # the chunk of steps 2 and 3 of episode 1
     shard.write_bytes(bytes(raw))
     (damage,) = verify(path, progress=False).damage
-    assert (damage.episode, damage.camera, damage.steps) == (1, "wrist", "1-2 (2 frames)")
-    with pytest.raises(StoreError, match=r"s.zarr: camera 'wrist', episode 1, step 1 .*checksum"):
+    assert (damage.episode, damage.camera, damage.steps) == (1, "wrist", "2-3 (2 frames)")
+    whole = make_episode(1, length=4).images["wrist"][:2]  # the chunk before still reads
+    np.testing.assert_array_equal(store.frames("wrist", [start, start + 1]), whole)
+    with pytest.raises(StoreError, match=r"s.zarr: camera 'wrist', episode 1, step 2 .*checksum"):
         store.frames("wrist", np.arange(start, start + 4))
     out = subprocess.run([sys.executable, "-m", "embodied.cli", "data", "verify", str(path), "--json",
                           str(tmp_path / "r.json")], capture_output=True, text=True)

@@ -78,7 +78,7 @@ def test_dataloader_with_workers(counting_store):
 @pytest.mark.parametrize("cache_mb", [0, 1])
 def test_a_batch_read_at_once_equals_items_read_one_by_one(counting_store, cache_mb):
     """__getitems__ (what a DataLoader calls) reads each camera's frames once; the frame cache, full or
-    not, changes no value. 1 MB holds all 20 frames of 16x20x3."""
+    not, changes no value. 1 MB holds all 10 frames a camera of 16x20x3."""
     ds = WindowDataset(counting_store.path, obs_horizon=2, action_horizon=3, frame_cache_mb=cache_mb)
     plain = WindowDataset(counting_store.path, obs_horizon=2, action_horizon=3)
     order = [9, 0, 5, 6, 0, 3]
@@ -89,7 +89,8 @@ def test_a_batch_read_at_once_equals_items_read_one_by_one(counting_store, cache
                 np.testing.assert_array_equal(got["images"][c], want["images"][c])
             np.testing.assert_array_equal(got["action"], want["action"])
             assert (got["episode"], got["frame"]) == (want["episode"], want["frame"])
-    assert sum(len(v) for v in ds._cache.values()) == (2 * 8 if cache_mb else 0)  # 8 distinct frames a camera
+    # a read keeps its whole chunk: the store's 10 frames a camera are one chunk (8 were asked)
+    assert sum(len(v) for v in ds._cache.values()) == (2 * 10 if cache_mb else 0)
 
 
 def test_frame_cache_stops_at_its_budget(counting_store):
