@@ -23,7 +23,11 @@ def split_episodes(num_episodes: int, val_fraction: float = 0.1, seed: int = 0) 
 
 
 class StoreDataset(Dataset):
-    """A dataset reading frames from the store at `self.path`; DataLoader workers reopen it themselves."""
+    """A dataset reading frames from the store at `self.path`; DataLoader workers reopen it themselves.
+
+    Frames come through `read_frames`, which keeps decoded frames in each reading process up to
+    `frame_cache_mb` (first read first kept): a zarr read costs about 1 ms on a slow CPU and decodes a whole
+    chunk of frames, all of which are kept, so an epoch reads each chunk once."""
 
     path: Path | str  # a folder, or a URL (s3://...)
     _store: EpisodeStore | None
@@ -36,6 +40,27 @@ class StoreDataset(Dataset):
         if self._store is None:  # a DataLoader worker: the constructor has checked the store's files
             self._store = EpisodeStore.open(self.path, check_files=False)
         return self._store
+
+    def start_cache(self, cameras: list[str], frame_cache_mb: int) -> None:
+        self._cache: dict[str, dict[int, np.ndarray]] = {c: {} for c in cameras}
+        self._cache_left = frame_cache_mb * 2**20
+
+    def read_frames(self, camera: str, index: np.ndarray) -> np.ndarray:  # uint8 (n, H, W, 3)
+        cache = self._cache[camera]
+        todo = np.unique([i for i in index.tolist() if i not in cache])
+        if len(todo) and self._cache_left > 0:  # a read decodes a whole chunk: keep all of its frames
+            k = self.store.frames_per_chunk
+            todo = np.unique(todo[:, None] // k * k + np.arange(k))
+            todo = todo[todo < self.store.num_frames]
+        read = dict(zip(todo.tolist(), self.store.frames(camera, todo), strict=True))
+        for i, frame in read.items():
+            if i in cache:
+                continue
+            if self._cache_left < frame.nbytes:
+                break
+            cache[i] = frame
+            self._cache_left -= frame.nbytes
+        return np.stack([cache[i] if i in cache else read[i] for i in index.tolist()])
 
 
 class WindowDataset(StoreDataset):
@@ -60,9 +85,7 @@ class WindowDataset(StoreDataset):
         """keep_gripper: past the end of a successful episode the gripper's target is its last command (the
         motions stay masked). A place demonstration ends on the first frame the gripper opens, so without
         it a chunk holds that release in one position only and the policy never lets go.
-        frame_cache_mb: decoded frames each reading process keeps, first read first kept, until the budget is
-        spent (a zarr read costs about 1 ms on a slow CPU; each read decodes a whole chunk of frames, all of
-        which are kept, so an epoch reads each chunk once)."""
+        frame_cache_mb: decoded frames each reading process keeps (StoreDataset.read_frames)."""
         if obs_horizon < 1 or action_horizon < 1:
             raise UserError(f"horizons must be >= 1, got obs {obs_horizon}, action {action_horizon}")
         self.path, self.obs_horizon, self.action_horizon = location(path), obs_horizon, action_horizon
@@ -95,8 +118,7 @@ class WindowDataset(StoreDataset):
         has_grip = keep_gripper and self._gripper is not None
         self._grip = np.arange(len(spec["names"])) == self._gripper if has_grip else None  # its column mask
         self._store: EpisodeStore | None = store
-        self._cache: dict[str, dict[int, np.ndarray]] = {c: {} for c in self.cameras}
-        self._cache_left = frame_cache_mb * 2**20
+        self.start_cache(self.cameras, frame_cache_mb)
 
     def __len__(self) -> int:
         return len(self._frame)
@@ -134,27 +156,10 @@ class WindowDataset(StoreDataset):
         obs = [np.clip(np.arange(t - self.obs_horizon + 1, t + 1), start, end - 1)
                for t, start, end in zip(self._frame[indices], self._start[indices], self._end[indices], strict=True)]
         flat = np.concatenate(obs) if obs else np.zeros(0, np.int64)
-        images = {c: self._frames(c, flat).reshape(len(obs), self.obs_horizon, *self.store.attrs["image_size"], 3)
+        images = {c: self.read_frames(c, flat).reshape(len(obs), self.obs_horizon, *self.store.attrs["image_size"], 3)
                   for c in self.cameras}
         return [self._item(int(i), o, {c: v[k] for c, v in images.items()}) for k, (i, o) in
                 enumerate(zip(indices, obs, strict=True))]
-
-    def _frames(self, camera: str, index: np.ndarray) -> np.ndarray:
-        cache = self._cache[camera]
-        todo = np.unique([i for i in index.tolist() if i not in cache])
-        if len(todo) and self._cache_left > 0:  # a read decodes a whole chunk: keep all of its frames
-            k = self.store.frames_per_chunk
-            todo = np.unique(todo[:, None] // k * k + np.arange(k))
-            todo = todo[todo < len(self.states)]
-        read = dict(zip(todo.tolist(), self.store.frames(camera, todo), strict=True))
-        for i, frame in read.items():
-            if i in cache:
-                continue
-            if self._cache_left < frame.nbytes:
-                break
-            cache[i] = frame
-            self._cache_left -= frame.nbytes
-        return np.stack([cache[i] if i in cache else read[i] for i in index.tolist()])
 
     def _item(self, i: int, obs: np.ndarray, images: dict[str, np.ndarray]) -> dict:
         t, start, end = self._frame[i], self._start[i], self._end[i]

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from embodied.data.store import EpisodeStore
+from embodied.data.store import EpisodeStore, location
 from embodied.data.windows import StoreDataset
 from embodied.errors import UserError
 from embodied.policies.model import random_shift
@@ -32,10 +32,11 @@ class FramePairs(StoreDataset):
     """
 
     def __init__(self, path: str | Path, stride: int, episodes: np.ndarray | None = None,
-                 require_actions: bool = False, cameras: list[str] | None = None):
+                 require_actions: bool = False, cameras: list[str] | None = None, frame_cache_mb: int = 2048):
         store = EpisodeStore.open(path)
-        self.path, self.stride, self._store = Path(path), stride, store
+        self.path, self.stride, self._store = location(path), stride, store
         self.cameras = list(cameras or store.cameras)
+        self.start_cache(self.cameras, frame_cache_mb)
         if stride < 1:
             raise UserError(f"stride must be >= 1, got {stride}")
         episodes = np.arange(store.num_episodes) if episodes is None else np.asarray(episodes, np.int64)
@@ -59,7 +60,7 @@ class FramePairs(StoreDataset):
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """Items of a batch (a DataLoader passes a batch's indices): each camera's frames in one read."""
         t = self.frames[indices]
-        pairs = np.stack([self.store.frames(c, np.concatenate([t, t + self.stride])).reshape(2, len(t), *self.shape)
+        pairs = np.stack([self.read_frames(c, np.concatenate([t, t + self.stride])).reshape(2, len(t), *self.shape)
                           for c in self.cameras], 2)  # (2, n, C, H, W, 3)
         return [{"before": pairs[0, k], "after": pairs[1, k], "action": self.actions[s: s + self.stride]}
                 for k, s in enumerate(t.tolist())]
