@@ -241,11 +241,11 @@ def trained_world(info: dict) -> int:
     """The world version the policy's training store was collected in (v0 for a store from before versions);
     the newest for experts, random, bundles and a missing store."""
     from embodied.data.recipes import training_store
-    from embodied.data.store import EpisodeStore
+    from embodied.data.store import EpisodeStore, exists
     from embodied.envs import WORLD_VERSION
 
     store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
-    if not (store and store.exists()):
+    if not (store and exists(store)):
         return WORLD_VERSION
     return EpisodeStore.open(store).attrs.get("recipe", {}).get("world", 0)
 
@@ -253,13 +253,13 @@ def trained_world(info: dict) -> int:
 def trained_families(info: dict) -> list[str]:
     """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
     from embodied.data.recipes import training_store
-    from embodied.data.store import EpisodeStore
+    from embodied.data.store import EpisodeStore, exists
     from embodied.envs import FAMILIES
 
     if info["kind"] == "bundle":
         return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining
     store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
-    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if store and store.exists() else []
+    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if store and exists(store) else []
 
 
 if __name__ == "__main__":

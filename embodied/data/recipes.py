@@ -138,13 +138,16 @@ def _check(r: Recipe, path: Path) -> None:
         raise UserError(f"{path}: cameras must be a non-empty subset of {list(CAMERAS)}, got {r.cameras}")
 
 
-def training_store(checkpoint: str | Path) -> Path:
-    """The store a checkpoint was trained on: its training config's --store, else its recipe's store."""
+def training_store(checkpoint: str | Path) -> Path | str:
+    """The store a checkpoint was trained on (a folder or a URL): its training config's --store, else its
+    recipe's store."""
     import json
+
+    from embodied.data.store import location
 
     trainer = Path(checkpoint) / "trainer.json"
     config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}
-    return Path(config.get("store") or store_path(config.get("dataset", "pretrain_small")))
+    return location(config.get("store") or store_path(config.get("dataset", "pretrain_small")))
 
 
 def store_path(recipe: str | Path) -> Path:

@@ -1,6 +1,10 @@
 """Stores on object storage: an s3:// URL works where a path does, against a real S3-compatible server
 (moto's server mode, started here on a free local port), not a mock of the client."""
 
+import json
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +14,7 @@ from embodied.data.verify import verify
 from embodied.data.windows import WindowDataset
 from tests.data.conftest import CAMERAS, make_episode, new_store
 
+ROOT = Path(__file__).resolve().parents[2]
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
@@ -94,6 +99,13 @@ def test_collected_into_a_url_trains_to_the_same_loss_as_a_local_copy(s3, tmp_pa
         losses[name] = [float(r.split(",")[2]) for r in rows[1:] if r.split(",")[2]]
     assert len(losses["local"]) == 3
     np.testing.assert_allclose(losses["remote"], losses["local"], rtol=1e-5)
+    # evaluation of the run reads its families and world from the store in the bucket
+    evaluate = runpy.run_path(str(ROOT / "scripts/evaluate.py"))
+    evaluate["main"](evaluate["Args"](str(tmp_path / "remote"), episodes=1, num_envs=2, random_baseline=False,
+                                      json=tmp_path / "eval.json"))
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["families"] == ["press_button", "reach"]
+    assert result["world"] == EpisodeStore.open(url).attrs["recipe"]["world"]
 
 
 def test_export_to_lerobot_from_a_url(s3, tmp_path):
