@@ -136,7 +136,8 @@ def main(args: Args) -> None:
                                               precision=args.precision, cpus=args.ray_cpus,
                                               replan_every=args.replan_every, env_config=config,
                                               commit_gripper=args.commit_gripper)
-        print(f"ray: {fanned['tasks']} tasks, {fanned['episodes_per_minute']:.1f} episodes/min")
+        print(f"ray: {fanned['tasks']} parts on {fanned['workers']} actors, "
+              f"{fanned['episodes_per_minute']:.1f} episodes/min")
     else:
         main_result = evaluate(runner, families, args.episodes, seed_start, args.num_envs, args.replan_every,
                                config, video_dir=args.videos, commit_gripper=args.commit_gripper)

@@ -15,7 +15,7 @@ def test_ray_parts_give_the_local_per_seed_results():
     families, episodes = ["reach", "press_button"], 6
     local = evaluate("expert", families, episodes, seed_start=1_000_000, num_envs=2, progress=False)
     fanned, stats = evaluate_on_ray("local", "expert", families, episodes, 1_000_000, part=2, num_envs=2, cpus=2)
-    assert stats["tasks"] == 6  # 3 parts of 2 episodes per family
+    assert (stats["tasks"], stats["workers"]) == (6, 2)  # 3 parts of 2 episodes per family, an actor per CPU
     for f in families:
         assert [r["seed"] for r in fanned[f]["runs"]] == [r["seed"] for r in local[f]["runs"]]
         assert fanned[f]["runs"] == local[f]["runs"]
