@@ -42,16 +42,23 @@ class Idm:
     steps: int = 1500
     batch: int = 64
     seed: int = 0
+    calibrate: bool = False
+    """Give the labels the spread of the true actions per dimension, fit on the held-out demonstrations (the
+    model's labels are smaller moves than the true ones; see experiments/video_pretraining/README.md)."""
 
     def run(self) -> None:
         from embodied.video import idm, models
 
         out = self.out or self.video.with_name(self.video.stem + "_idm.zarr")
         _check_out(out, self.video)
+        if self.model and self.calibrate:
+            raise UserError("--calibrate applies to a model trained here; a saved model keeps the calibration "
+                            "it was trained with (model.json)")
         if self.model:
             model, report = _load(self.model, "idm")
         elif self.labelled:
-            model, report = idm.train_idm(self.labelled, self.stride, self.steps, self.batch, seed=self.seed)
+            model, report = idm.train_idm(self.labelled, self.stride, self.steps, self.batch, seed=self.seed,
+                                          calibrate=self.calibrate)
         else:
             raise UserError("pass --labelled STORE (demonstrations to learn from) or --model FOLDER")
         if self.check:

@@ -25,11 +25,12 @@ class InverseDynamics(nn.Module):
     """(before, after) uint8 (B, C, H, W, 3) each -> normalized actions (B, k, A) in [-1, 1]."""
 
     def __init__(self, cameras: list[str], image_size: tuple[int, int], stride: int, action_dim: int,
-                 action_low: list[float], action_high: list[float], width: int = 32, action_spec: dict | None = None):
+                 action_low: list[float], action_high: list[float], width: int = 32, action_spec: dict | None = None,
+                 calibration: dict | None = None):
         super().__init__()
         self.meta = {"kind": "idm", "cameras": list(cameras), "image_size": list(image_size), "stride": stride,
                      "action_dim": action_dim, "action_low": list(action_low), "action_high": list(action_high),
-                     "width": width, "action_spec": action_spec or {}}
+                     "width": width, "action_spec": action_spec or {}, "calibration": calibration}
         self.stride, self.action_dim = stride, action_dim
         self.encoder = PairEncoder(len(cameras), stride * action_dim, width)
         self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
@@ -45,11 +46,28 @@ class InverseDynamics(nn.Module):
     def denormalize(self, action: torch.Tensor) -> torch.Tensor:
         return self.low + (action + 1) / 2 * (self.high - self.low)
 
+    def calibrate(self, store_path: str | Path, episodes) -> dict:
+        """Fit, per action dimension, the affine map that gives the labels the mean and spread of the true
+        actions, on episodes with actions the model did not train on. An L1-trained model answers ambiguous
+        motion with its middle, so its labels are smaller moves than the true ones, and a policy pretrained
+        on them learns small moves. label_episode applies the map (then clips to the action bounds)."""
+        self.meta["calibration"] = None
+        labels, true = labels_and_actions(self, store_path, episodes)
+        if len(true) < 2:
+            raise UserError(f"{store_path}: calibration needs labelled frames; the {len(episodes)} episodes have "
+                            f"{len(true)}")
+        scale = true.std(0) / np.maximum(labels.std(0), 1e-6)
+        shift = true.mean(0) - scale * labels.mean(0)
+        self.meta["calibration"] = {"scale": scale.tolist(), "shift": shift.tolist(), "frames": len(true)}
+        return self.meta["calibration"]
+
 
 def train_idm(store_path: str | Path, stride: int = 4, steps: int = 1500, batch: int = 64, lr: float = 1e-3,
-              val_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> tuple[InverseDynamics, dict]:
+              val_fraction: float = 0.1, seed: int = 0, progress: bool = True,
+              calibrate: bool = False) -> tuple[InverseDynamics, dict]:
     """Train on a store's episodes with actions (a seeded split by episode holds some out); the report
-    holds the held-out label error against a mean predictor's."""
+    holds the held-out label error against a mean predictor's. calibrate: fit the labels' scale on the
+    held-out episodes (InverseDynamics.calibrate; the held-out figures are then in-sample for it)."""
     store = EpisodeStore.open(store_path)
     has = np.flatnonzero(store.meta("has_actions").astype(bool))
     if len(has) < 2:
@@ -79,15 +97,21 @@ def train_idm(store_path: str | Path, stride: int = 4, steps: int = 1500, batch:
     model.eval()
     report = {"train_episodes": len(train_eps), "steps": steps,
               "mean_action": [float(v) for v in store.actions()[data.frames].mean(0)]}
+    if calibrate:
+        if not len(val_eps):
+            raise UserError("calibrating the labels needs held-out episodes: val_fraction > 0")
+        report["calibration"] = model.calibrate(store_path, val_eps)
     if len(val_eps):
         report["heldout"] = label_error(model, store_path, val_eps, report["mean_action"])
     return model, report
 
 
 @torch.no_grad()
-def label_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> np.ndarray:
+def label_episode(model: InverseDynamics, images: dict[str, np.ndarray], calibrated: bool = True) -> np.ndarray:
     """Actions (T, A) for one episode's frames {camera: uint8 (T, H, W, 3)}: every frame's action is the
-    mean of the predictions of all k-frame pairs that span it; the last action repeats the one before."""
+    mean of the predictions of all k-frame pairs that span it; the last action repeats the one before.
+    With a calibration (InverseDynamics.calibrate) and `calibrated`, it is applied and the labels clipped to
+    the action bounds."""
     cams = model.meta["cameras"]
     frames = torch.from_numpy(np.stack([images[c] for c in cams], 1))  # (T, C, H, W, 3)
     t, k = len(frames), model.stride
@@ -108,25 +132,51 @@ def label_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> np.n
     labels = total / np.maximum(count, 1)[:, None]
     last = np.flatnonzero(known)[-1]
     labels[last + 1:] = labels[last]
+    calibration = model.meta.get("calibration")
+    if calibrated and calibration:
+        labels = np.clip(labels * calibration["scale"] + calibration["shift"], model.meta["action_low"],
+                         model.meta["action_high"])
     return labels.astype(np.float32)
 
 
-def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_action) -> dict:
-    """Mean |label - true action| over the episodes' frames (env units, all dimensions), for the IDM's labels
-    and for a predictor that always answers the mean training action. Episodes too short to label are left
+def labels_and_actions(model: InverseDynamics, store_path: str | Path, episodes,
+                       calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, true actions), both (N, A), over the episodes' frames; episodes too short to label are left
     out."""
     store = EpisodeStore.open(store_path)
-    idm, mean, n = 0.0, 0.0, 0
+    labels, true = [], []
     for e in episodes:
         ep = store.episode(int(e))
         if ep.action is None:
             raise UserError(f"{store_path}: episode {e} has no actions to compare labels with")
-        if len(ep) <= model.stride:
-            continue
-        idm += float(np.abs(label_episode(model, ep.images) - ep.action).sum())
-        mean += float(np.abs(np.asarray(mean_action) - ep.action).sum())
-        n += ep.action.size
-    return {"episodes": len(episodes), "idm_error": idm / n, "mean_error": mean / n}
+        if len(ep) > model.stride:
+            labels.append(label_episode(model, ep.images, calibrated))
+            true.append(ep.action)
+    a = model.action_dim
+    return (np.concatenate(labels) if labels else np.zeros((0, a), np.float32),
+            np.concatenate(true) if true else np.zeros((0, a), np.float32))
+
+
+def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_action) -> dict:
+    """How the labels compare with the true actions over the episodes' frames (env units): mean |label -
+    true| over all dimensions for the labels (`idm_error`, calibrated if the model is) and for a predictor
+    that always answers the mean training action (`mean_error`); per dimension, the same and the spread of
+    labels and truth (std), for the labels as written and, with a calibration, as the model gives them."""
+    names = list((model.meta.get("action_spec") or {}).get("names") or range(model.action_dim))
+    labels, true = labels_and_actions(model, store_path, episodes)
+    mean = np.abs(np.asarray(mean_action) - true)
+    report = {"episodes": len(episodes), "frames": len(true), "idm_error": float(np.abs(labels - true).mean()),
+              "mean_error": float(mean.mean())}
+    kinds = {"labels": labels}
+    if model.meta.get("calibration"):
+        kinds["uncalibrated"] = labels_and_actions(model, store_path, episodes, calibrated=False)[0]
+        report["uncalibrated_error"] = float(np.abs(kinds["uncalibrated"] - true).mean())
+    report["per_dimension"] = {
+        str(n): {"true_std": float(true[:, d].std()), "mean_error": float(mean[:, d].mean()),
+                 **{f"{k}_error": float(np.abs(v[:, d] - true[:, d]).mean()) for k, v in kinds.items()},
+                 **{f"{k}_std": float(v[:, d].std()) for k, v in kinds.items()}}
+        for d, n in enumerate(names)}
+    return report
 
 
 def label_store(model: InverseDynamics, video: str | Path, out: str | Path, source: str = "") -> EpisodeStore:

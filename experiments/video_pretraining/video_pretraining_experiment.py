@@ -54,6 +54,8 @@ class Args:
     """Where the recipes' stores are (default: datasets/)."""
     model_steps: int = 1500
     """Training steps of the inverse-dynamics and latent-action models."""
+    calibrate: bool = False
+    """Calibrate the inverse-dynamics labels' spread per dimension on held-out demonstrations."""
     pretrain_steps: int = 1000
     finetune_steps: int = 400
     batch_size: int = 64
@@ -117,7 +119,8 @@ def main(args: Args) -> None:
 
 def label_settings(args: Args) -> dict:
     """What makes two labellings of the video the same."""
-    return {k: getattr(args, k) for k in ("labelled", "video", "model_steps", "batch_size", "check_episodes")}
+    return {k: getattr(args, k) for k in ("labelled", "video", "model_steps", "batch_size", "check_episodes",
+                                          "calibrate")}
 
 
 def settings(args: Args) -> dict:
@@ -145,7 +148,8 @@ def label_idm(args: Args, stores: dict, check: Path, dest: Path, out: Path) -> d
     from embodied.video import idm, models
 
     start = time.perf_counter()
-    model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size)
+    model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size,
+                                  calibrate=args.calibrate)
     report["video_domain"] = idm.label_error(model, check, range(EpisodeStore.open(check).num_episodes),
                                              report["mean_action"])
     report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}

@@ -43,11 +43,26 @@ def test_video_recipe_records_no_actions_or_states(stores):
 
 
 @pytest.mark.slow
-def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores):
-    model, report = idm.train_idm(stores["labelled"], steps=300, batch=32, val_fraction=0.25, progress=False)
+def test_inverse_dynamics_recovers_actions_better_than_the_mean(stores, tmp_path):
+    model, report = idm.train_idm(stores["labelled"], steps=300, batch=32, val_fraction=0.25, progress=False,
+                                  calibrate=True)
     held = report["heldout"]
     assert held["episodes"] == 4
-    assert held["idm_error"] < 0.85 * held["mean_error"], held  # lands near 0.5-0.6 of it
+    for error in ("idm_error", "uncalibrated_error"):  # both land near 0.5-0.6 of it
+        assert held[error] < 0.85 * held["mean_error"], held
+    # the calibration widens every dimension the model shrinks toward its middle, on the episodes it was fit on
+    shrunk = {n: d for n, d in held["per_dimension"].items() if d["uncalibrated_std"] < 0.9 * d["true_std"]}
+    assert shrunk, held["per_dimension"]
+    for name, d in shrunk.items():
+        assert d["uncalibrated_std"] < d["labels_std"] <= 1.05 * d["true_std"], (name, d)
+    # a saved model labels as it did, calibration included
+    from embodied.video import models
+
+    episode = EpisodeStore.open(stores["video"]).episode(0)
+    loaded = models.load(models.save(model, tmp_path / "idm", report))
+    np.testing.assert_array_equal(idm.label_episode(loaded, episode.images), idm.label_episode(model, episode.images))
+    assert not np.array_equal(idm.label_episode(model, episode.images, calibrated=False),
+                              idm.label_episode(model, episode.images))
 
 
 @pytest.mark.slow
