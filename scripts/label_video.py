@@ -83,7 +83,7 @@ class Latent:
     """The action-free video store to label."""
     stores: tuple[Path, ...] = ()
     """Video to learn the codes from (default: --video alone); the first store's actions, if it has them,
-    only measure what the codes say about actions."""
+    measure what the codes say about actions (and with --labelled-share, a few supervise them)."""
     model: Path | None = None
     """A saved model folder to label with instead of training one."""
     out: Path | None = None
@@ -96,6 +96,9 @@ class Latent:
     steps: int = 1500
     batch: int = 64
     seed: int = 0
+    labelled_share: float = 0.0
+    """Share of all training episodes, from the first store, whose actions an action head learns from the codes
+    (LAOM's setting: 0.025)."""
 
     def run(self) -> None:
         from embodied.video import latent, models
@@ -106,7 +109,8 @@ class Latent:
             model, report = _load(self.model, "latent")
         else:
             model, report = latent.train_latent(list(self.stores or [self.video]), self.stride, self.codes,
-                                                self.groups, self.steps, self.batch, seed=self.seed)
+                                                self.groups, self.steps, self.batch, seed=self.seed,
+                                                labelled_share=self.labelled_share)
         _report(report)
         folder = self.model or models.save(model, repo_root() / "policies" / "runs" / out.stem, report)
         latent.label_store(model, self.video, out, source=str(folder))

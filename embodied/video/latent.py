@@ -31,10 +31,16 @@ class LatentActionModel(nn.Module):
     """encode(before, after) -> codes (B, G) of a K-entry codebook; decode(before, codes) -> after at 48x48."""
 
     def __init__(self, cameras: list[str], image_size: tuple[int, int], stride: int, codes: int = 16,
-                 groups: int = 2, dim: int = 16, width: int = 32):
+                 groups: int = 2, dim: int = 16, width: int = 32, action_dim: int = 0,
+                 action_low: list[float] | None = None, action_high: list[float] | None = None):
+        """action_dim > 0: a linear head predicts the pair's k actions from its quantized codes, trained on the
+        few pairs whose actions are known (train_latent's labelled_share), so the codes carry the action."""
         super().__init__()
         self.meta = {"kind": "latent", "cameras": list(cameras), "image_size": list(image_size), "stride": stride,
                      "codes": codes, "groups": groups, "dim": dim, "width": width}
+        if action_dim:
+            self.meta |= {"action_dim": action_dim, "action_low": list(action_low), "action_high": list(action_high)}
+            self.action_head = nn.Linear(groups * dim, stride * action_dim)
         self.stride, self.codes, self.groups, self.dim, self.cams = stride, codes, groups, dim, len(cameras)
         self.encoder = PairEncoder(len(cameras), groups * dim, width)
         # standardized over the batch: most pairs look alike (small moves), and without this their
@@ -79,12 +85,23 @@ class LatentActionModel(nn.Module):
         h = F.gelu(self.up2(torch.cat([h, self.skip(x)], 1)))
         return (x + self.out(torch.cat([h, x], 1))).clamp(0, 1)
 
-    def loss(self, before, after, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, before, after, generator=None, action: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, codes). action (B, k, A), NaN where unknown: with an action head, the L1 error of the actions
+        it predicts from the codes, on the pairs whose actions are known, joins the loss."""
         idx, q, vq = self.quantize(self.encode(before, after, generator, augment=True))
         pred = self.decode(before, q)
         target, start = small(after), small(before)
         moved = 1 + 10 * (target - start).abs().amax(1, keepdim=True)  # weigh pixels that change: the arm
-        return ((pred - target) ** 2 * moved).mean() + vq, idx
+        loss = ((pred - target) ** 2 * moved).mean() + vq
+        if "action_dim" in self.meta and action is not None:
+            known = torch.isfinite(action).flatten(1).all(1)
+            if known.any():
+                low, high = (torch.tensor(self.meta[k], dtype=torch.float32) for k in ("action_low", "action_high"))
+                truth = (2 * (action[known] - low) / (high - low).clamp(min=1e-6) - 1).clamp(-1, 1)
+                guess = torch.tanh(self.action_head(q[known].flatten(1))).unflatten(-1, truth.shape[1:])
+                loss = loss + (guess - truth).abs().mean()
+        return loss, idx
 
     @torch.no_grad()
     def codes_of(self, before, after) -> torch.Tensor:
@@ -98,11 +115,15 @@ def small(frames: torch.Tensor) -> torch.Tensor:
 
 
 def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, groups: int = 2, steps: int = 1500,
-                 batch: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True
-                 ) -> tuple[LatentActionModel, dict]:
-    """Train on frame pairs of every episode of the stores (actions unused); unused codes are restarted
-    from the batch every 50 steps. The report holds held-out code usage and how much the codes say about
-    the true actions (on the first store's held-out episodes that have them)."""
+                 batch: int = 64, lr: float = 1e-3, seed: int = 0, progress: bool = True,
+                 labelled_share: float = 0.0) -> tuple[LatentActionModel, dict]:
+    """Train on frame pairs of every episode of the stores; unused codes are restarted from the batch every 50
+    steps. Actions are unused, but with labelled_share > 0 (as in LAOM, Nikulin et al. 2025): that share of
+    all training episodes, drawn from the first store's, keep their actions, and an action head learns them
+    from the codes. The report holds held-out code usage and how much the codes say about the true actions
+    (on the first store's held-out episodes that have them)."""
+    if not 0.0 <= labelled_share < 1.0:
+        raise UserError(f"labelled_share must be in [0, 1), got {labelled_share}")
     if not stores:
         raise UserError("train_latent needs at least one store of video")
     opened = [EpisodeStore.open(s) for s in stores]
@@ -112,10 +133,22 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
             raise UserError(f"{path} has cameras {s.cameras} at {s.attrs['image_size']}; {stores[0]} has "
                             f"{first.cameras} at {first.attrs['image_size']}")
     splits = [split_episodes(s.num_episodes, 0.1, seed) for s in opened]
-    pairs = [FramePairs(p, stride, tr) for p, (tr, _) in zip(stores, splits, strict=True)]
+    pairs = [FramePairs(p, stride, tr, hide_actions=True) for p, (tr, _) in zip(stores, splits, strict=True)]
+    head = {}
+    if labelled_share > 0:
+        has = splits[0][0][first.meta("has_actions")[splits[0][0]].astype(bool)]
+        n = max(1, round(labelled_share * sum(len(tr) for tr, _ in splits)))
+        if len(has) < n:
+            raise UserError(f"labelled_share {labelled_share} asks for {n} episodes with actions; {stores[0]} has "
+                            f"{len(has)} among its training episodes")
+        chosen = np.sort(np.random.default_rng(seed).choice(has, n, replace=False))
+        pairs[0] = FramePairs(stores[0], stride, np.setdiff1d(splits[0][0], chosen), hide_actions=True)
+        pairs.append(FramePairs(stores[0], stride, chosen))
+        stats = first.stats()["action"]
+        head = {"action_dim": first.actions().shape[1], "action_low": stats["min"], "action_high": stats["max"]}
     data = torch.utils.data.ConcatDataset(pairs)
     torch.manual_seed(seed)
-    model = LatentActionModel(first.cameras, tuple(first.attrs["image_size"]), stride, codes, groups)
+    model = LatentActionModel(first.cameras, tuple(first.attrs["image_size"]), stride, codes, groups, **head)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(seed)
@@ -124,7 +157,7 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
                disable=not progress)
     model.train()
     for step, b in enumerate(bar):
-        loss, idx = model.loss(b["before"], b["after"], gen)
+        loss, idx = model.loss(b["before"], b["after"], gen, b["action"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -137,7 +170,8 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     _calibrate(model, data, gen)
     val = [FramePairs(p, stride, va) for p, (_, va) in zip(stores, splits, strict=True) if len(va)]
-    report = {"steps": steps, "codes": codes, "groups": groups}
+    report = {"steps": steps, "codes": codes, "groups": groups, "labelled_share": labelled_share,
+              "labelled_episodes": len(pairs[-1].episodes) if labelled_share > 0 else 0}
     if val:
         report["heldout"] = code_report(model, torch.utils.data.ConcatDataset(val))
         probe = [(p, tr, va) for p, s, (tr, va) in zip(stores, opened, splits, strict=True)

@@ -32,7 +32,9 @@ class FramePairs(StoreDataset):
     """
 
     def __init__(self, path: str | Path, stride: int, episodes: np.ndarray | None = None,
-                 require_actions: bool = False, cameras: list[str] | None = None, frame_cache_mb: int = 2048):
+                 require_actions: bool = False, cameras: list[str] | None = None, frame_cache_mb: int = 2048,
+                 hide_actions: bool = False):
+        """hide_actions: every item's action is NaN, as in video without actions."""
         store = EpisodeStore.open(path)
         self.path, self.stride, self._store = location(path), stride, store
         self.cameras = list(cameras or store.cameras)
@@ -48,7 +50,8 @@ class FramePairs(StoreDataset):
                                      + [np.zeros(0, np.int64)]).astype(np.int64)
         if len(self.frames) == 0:
             raise UserError(f"{path}: no episode longer than {stride} frames among the {len(episodes)} chosen")
-        self.actions = store.actions()
+        self.actions = np.full_like(store.actions(), np.nan) if hide_actions else store.actions()
+        self.episodes = episodes
         self.shape = (*store.attrs["image_size"], 3)
 
     def __len__(self) -> int:

@@ -56,6 +56,8 @@ class Args:
     """Training steps of the inverse-dynamics and latent-action models."""
     calibrate: bool = False
     """Calibrate the inverse-dynamics labels' spread per dimension on held-out demonstrations."""
+    labelled_share: float = 0.0
+    """Share of the latent-action model's training episodes whose actions supervise its codes (LAOM: 0.025)."""
     pretrain_steps: int = 1000
     finetune_steps: int = 400
     batch_size: int = 64
@@ -120,7 +122,7 @@ def main(args: Args) -> None:
 def label_settings(args: Args) -> dict:
     """What makes two labellings of the video the same."""
     return {k: getattr(args, k) for k in ("labelled", "video", "model_steps", "batch_size", "check_episodes",
-                                          "calibrate")}
+                                          "calibrate", "labelled_share")}
 
 
 def settings(args: Args) -> dict:
@@ -164,7 +166,7 @@ def label_latent(args: Args, stores: dict, dest: Path, out: Path) -> dict:
 
     start = time.perf_counter()
     model, report = latent.train_latent([stores[args.labelled], stores[args.video]], steps=args.model_steps,
-                                        batch=args.batch_size)
+                                        batch=args.batch_size, labelled_share=args.labelled_share)
     report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args)}
     folder = models.save(model, out / "latent", report)
     latent.label_store(model, stores[args.video], dest, source=str(folder))

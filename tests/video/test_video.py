@@ -126,3 +126,45 @@ def test_pretraining_mixes_labelled_video_into_the_loop(stores, tmp_path):
     assert spec["config"]["latent_codes"] == 8 and spec["config"]["latent_groups"] == 2
     with pytest.raises(UserError, match="neither inverse-dynamics labels nor latent actions"):
         train(TrainConfig(**{**vars(cfg), "name": "s", "video_store": stores["video"]}), stores["labelled"], tmp_path)
+
+
+def test_a_few_labelled_pairs_teach_the_codes_the_action(stores, tmp_path):
+    """labelled_share (LAOM's setting): that share of the training episodes keeps its actions, every other pair
+    hides them, and the error of an action head reading the codes joins the loss: its gradient reaches the
+    encoder through the codes, not the decoder, and pairs without actions are left out of it."""
+    from embodied.video import models
+
+    with pytest.raises(UserError, match="labelled_share"):
+        latent.train_latent([stores["video"]], steps=1, labelled_share=1.0)
+    with pytest.raises(UserError, match="episodes with actions"):
+        latent.train_latent([stores["video"], stores["labelled"]], steps=1, labelled_share=0.2)
+    hidden = FramePairs(stores["labelled"], 4, hide_actions=True)
+    assert np.isnan(hidden[0]["action"]).all() and np.isfinite(FramePairs(stores["labelled"], 4)[0]["action"]).all()
+
+    model, report = latent.train_latent([stores["labelled"], stores["video"]], codes=8, groups=2, steps=2, batch=8,
+                                        labelled_share=0.3, progress=False)
+    assert report["labelled_episodes"] == round(0.3 * (14 + 5))  # 90% of 16 and of 6 episodes train
+    loaded = models.load(models.save(model, tmp_path / "lam", report))
+    torch.testing.assert_close(loaded.action_head.weight, model.action_head.weight, rtol=0, atol=0)
+
+    b = next(iter(torch.utils.data.DataLoader(FramePairs(stores["labelled"], 4), batch_size=16)))
+    model.train()
+
+    def loss(action):
+        model.zero_grad()
+        value = model.loss(b["before"], b["after"], torch.Generator().manual_seed(0), action)[0]
+        value.backward()
+        return float(value.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, plain_grad = loss(None)
+    supervised, grad = loss(b["action"])
+    assert supervised > plain and grad["action_head.weight"].abs().sum() > 0
+    moved = {name for name in grad  # the action term moves the encoder (straight through the codes), not the decoder
+             if not torch.allclose(grad[name], plain_grad.get(name, torch.zeros_like(grad[name])))}
+    assert "encoder.convs.0.weight" in moved and "action_head.weight" in moved
+    assert all(name.startswith(("encoder.", "action_head.")) for name in moved), moved
+    half = b["action"].clone()
+    half[8:] = float("nan")  # pairs without actions are left out of the term, not poisoning it
+    with_half, half_grad = loss(half)
+    assert np.isfinite(with_half) and with_half > plain
+    assert all(torch.isfinite(g).all() for g in half_grad.values())
