@@ -241,26 +241,37 @@ def goals(result: dict, goal: str) -> dict:
 def trained_world(info: dict) -> int:
     """The world version the policy's training store was collected in (v0 for a store from before versions);
     the newest for experts, random, bundles and a missing store."""
-    from embodied.data.recipes import training_store
-    from embodied.data.store import EpisodeStore, exists
     from embodied.envs import WORLD_VERSION
 
-    store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
-    if not (store and exists(store)):
-        return WORLD_VERSION
-    return EpisodeStore.open(store).attrs.get("recipe", {}).get("world", 0)
+    store = _training_store(info, "--world")
+    return WORLD_VERSION if store is None else store.attrs.get("recipe", {}).get("world", 0)
 
 
 def trained_families(info: dict) -> list[str]:
     """The families a policy was trained on ([] when unknown: expert, random, a missing store)."""
-    from embodied.data.recipes import training_store
-    from embodied.data.store import EpisodeStore, exists
     from embodied.envs import FAMILIES
 
     if info["kind"] == "bundle":
         return [f for f in FAMILIES if f != "stack"]  # stack is held out of pretraining
-    store = training_store(info["checkpoint"]) if info.get("kind") == "checkpoint" else None
-    return sorted(set(EpisodeStore.open(store).meta("family").tolist())) if store and exists(store) else []
+    store = _training_store(info, "--families")
+    return [] if store is None else sorted(set(store.meta("family").tolist()))
+
+
+def _training_store(info: dict, flag: str):
+    """The store a checkpoint was trained on, opened; None for anything else or a store that is gone."""
+    from embodied.data.recipes import training_store
+    from embodied.data.store import EpisodeStore, exists
+
+    if info.get("kind") != "checkpoint":
+        return None
+    path = training_store(info["checkpoint"])
+    try:
+        return EpisodeStore.open(path) if exists(path) else None
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a URL that cannot be reached: credentials, network
+        raise UserError(f"cannot read {path}, the store the policy was trained on ({type(e).__name__}: {e}); "
+                        f"give {flag} to evaluate without it") from None
 
 
 if __name__ == "__main__":

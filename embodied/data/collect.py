@@ -116,7 +116,7 @@ def _run(family: str, seed: int) -> Episode:
 
 
 def open_or_create(path: Path | str, recipe: Recipe) -> EpisodeStore:
-    if exists(path):
+    if path.exists() if isinstance(path, Path) else exists(path):  # a folder that is no store: open says so
         store = EpisodeStore.open(path, mode="a")
         want = recipe_signature(collected_as(recipe))
         have = recipe_signature(store.attrs.get("recipe", {}))
@@ -230,6 +230,10 @@ def _ray_players(recipe: Recipe, workers: int, address: str) -> Iterator[Players
     with ray_session(address, cpus=workers) as ray:
         from ray.util import ActorPool
 
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        if workers > cpus:  # actors that can never be placed would hold their jobs forever
+            print(f"--workers {workers}: the Ray cluster has {cpus} CPUs; using {cpus} actors")
+            workers = cpus
         actors = ActorPool([ray.remote(num_cpus=1)(_Worker).remote(recipe) for _ in range(workers)])
         yield lambda jobs: actors.map_unordered(lambda actor, job: actor.run.remote(*job), jobs)
 

@@ -3,12 +3,14 @@
 The episodes of each family are cut into parts of whole waves (`num_envs` episodes each, as the local run plays
 them); the parts are played by one Ray actor per CPU of the cluster, each loading the policy once; the parts'
 episodes are put back in order and summarized as one local run would. A deterministic policy (the regression
-head, the experts) gives the same per-seed results as the local path. Ray comes through embodied.cluster.
+head, the experts) gives the same per-seed results as the local path; one that samples gives the same results
+from run to run. Ray comes through embodied.cluster.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 
 
 def evaluate_on_ray(address: str, policy: str, families: list[str], episodes: int, seed_start: int, *,
@@ -52,6 +54,15 @@ class _Player:
         self.runner = RandomPolicy() if runner == "random" else runner
 
     def play(self, family: str, first: int, episodes: int, seed_start: int, num_envs: int, kwargs: dict) -> dict:
+        """One part. A policy that samples (a random policy, a flow head) is reseeded from the part itself,
+        so which actor plays which part does not change the results."""
+        import numpy as np
+        import torch
+
         from embodied.evaluation.rollouts import evaluate
 
+        seed = zlib.crc32(f"{seed_start}/{family}/{first}".encode())
+        torch.manual_seed(seed)
+        if isinstance(getattr(self.runner, "rng", None), np.random.Generator):
+            self.runner.rng = np.random.default_rng(seed)
         return evaluate(self.runner, [family], episodes, seed_start, num_envs, progress=False, first=first, **kwargs)

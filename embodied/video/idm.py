@@ -48,7 +48,8 @@ class InverseDynamics(nn.Module):
 
     def calibrate(self, store_path: str | Path, episodes) -> dict:
         """Fit, per action dimension, the affine map that gives the labels the mean and spread of the true
-        actions, on episodes with actions the model did not train on. An L1-trained model answers ambiguous
+        actions (at most 4x the spread; a dimension whose labels do not vary is left as it is), on episodes
+        with actions the model did not train on. An L1-trained model answers ambiguous
         motion with its middle, so its labels are smaller moves than the true ones, and a policy pretrained
         on them learns small moves. label_episode applies the map (then clips to the action bounds)."""
         self.meta["calibration"] = None
@@ -56,7 +57,9 @@ class InverseDynamics(nn.Module):
         if len(true) < 2:
             raise UserError(f"{store_path}: calibration needs labelled frames; the {len(episodes)} episodes have "
                             f"{len(true)}")
-        scale = true.std(0) / np.maximum(labels.std(0), 1e-6)
+        spread = labels.std(0)
+        # at most 4x wider: a dimension the model barely moves would otherwise swing between the bounds
+        scale = np.where(spread > 1e-3, np.minimum(true.std(0) / np.maximum(spread, 1e-3), 4.0), 1.0)
         shift = true.mean(0) - scale * labels.mean(0)
         self.meta["calibration"] = {"scale": scale.tolist(), "shift": shift.tolist(), "frames": len(true)}
         return self.meta["calibration"]
@@ -164,6 +167,9 @@ def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_a
     labels and truth (std), for the labels as written and, with a calibration, as the model gives them."""
     names = list((model.meta.get("action_spec") or {}).get("names") or range(model.action_dim))
     labels, true = labels_and_actions(model, store_path, episodes)
+    if not len(true):
+        raise UserError(f"{store_path}: none of the {len(episodes)} episodes is longer than {model.stride} frames; "
+                        "no label to compare")
     mean = np.abs(np.asarray(mean_action) - true)
     report = {"episodes": len(episodes), "frames": len(true), "idm_error": float(np.abs(labels - true).mean()),
               "mean_error": float(mean.mean())}

@@ -142,7 +142,8 @@ def train_latent(stores: list[str | Path], stride: int = 4, codes: int = 16, gro
             raise UserError(f"labelled_share {labelled_share} asks for {n} episodes with actions; {stores[0]} has "
                             f"{len(has)} among its training episodes")
         chosen = np.sort(np.random.default_rng(seed).choice(has, n, replace=False))
-        pairs[0] = FramePairs(stores[0], stride, np.setdiff1d(splits[0][0], chosen), hide_actions=True)
+        rest = np.setdiff1d(splits[0][0], chosen)
+        pairs = pairs[1:] if not len(rest) else [FramePairs(stores[0], stride, rest, hide_actions=True), *pairs[1:]]
         pairs.append(FramePairs(stores[0], stride, chosen))
         stats = first.stats()["action"]
         head = {"action_dim": first.actions().shape[1], "action_low": stats["min"], "action_high": stats["max"]}

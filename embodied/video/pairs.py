@@ -32,9 +32,10 @@ class FramePairs(StoreDataset):
     """
 
     def __init__(self, path: str | Path, stride: int, episodes: np.ndarray | None = None,
-                 require_actions: bool = False, cameras: list[str] | None = None, frame_cache_mb: int = 2048,
+                 require_actions: bool = False, cameras: list[str] | None = None, frame_cache_mb: int = 0,
                  hide_actions: bool = False):
-        """hide_actions: every item's action is NaN, as in video without actions."""
+        """hide_actions: every item's action is NaN, as in video without actions. frame_cache_mb: decoded
+        frames kept (StoreDataset.read_frames); `batches` turns it on in its loader process."""
         store = EpisodeStore.open(path)
         self.path, self.stride, self._store = location(path), stride, store
         self.cameras = list(cameras or store.cameras)
@@ -107,12 +108,21 @@ class PairEncoder(nn.Module):
         return self.mlp(feats.unflatten(0, (-1, self.cameras)).flatten(1))
 
 
+TRAIN_CACHE_MB = 2048  # decoded frames a training loader keeps: it draws the same pairs again and again
+
+
 def batches(data: Dataset, batch: int, steps: int, seed: int):
-    """`steps` random batches (seeded), read by one worker process."""
+    """`steps` random batches (seeded), read by one worker process that keeps the frames it decoded."""
     sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=batch * steps,
                                              generator=torch.Generator().manual_seed(seed))
     return torch.utils.data.DataLoader(data, batch_size=batch, sampler=sampler, num_workers=1,
-                                       persistent_workers=False)
+                                       persistent_workers=False, worker_init_fn=_cache_frames)
+
+
+def _cache_frames(_worker: int) -> None:
+    data = torch.utils.data.get_worker_info().dataset
+    for part in getattr(data, "datasets", [data]):  # a ConcatDataset of FramePairs, or one
+        part.start_cache(part.cameras, TRAIN_CACHE_MB // len(getattr(data, "datasets", [data])))
 
 
 def write_labelled(video: EpisodeStore, out: Path, labels, action_dim: int, action_spec: dict, attrs: dict,
