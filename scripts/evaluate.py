@@ -259,8 +259,9 @@ def trained_families(info: dict) -> list[str]:
 
 def _training_store(info: dict, flag: str):
     """The store a checkpoint was trained on, opened; None for anything else or a store that is gone."""
+    from embodied.data.places import exists
     from embodied.data.recipes import training_store
-    from embodied.data.store import EpisodeStore, exists
+    from embodied.data.store import EpisodeStore
 
     if info.get("kind") != "checkpoint":
         return None

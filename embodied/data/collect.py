@@ -15,8 +15,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from embodied.data.places import exists, location
 from embodied.data.recipes import Recipe
-from embodied.data.store import Episode, EpisodeStore, StoreError, exists, location
+from embodied.data.store import Episode, EpisodeStore, StoreError
 from embodied.envs.experts import EXPERTS_VERSION
 
 ROBOT = "arm5"

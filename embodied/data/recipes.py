@@ -143,7 +143,7 @@ def training_store(checkpoint: str | Path) -> Path | str:
     recipe's store."""
     import json
 
-    from embodied.data.store import location
+    from embodied.data.places import location
 
     trainer = Path(checkpoint) / "trainer.json"
     config = json.loads(trainer.read_text()).get("config", {}) if trainer.is_file() else {}

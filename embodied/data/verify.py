@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from embodied.data.places import location, raw_store, read_key
 from embodied.data.store import (
     ATTRS_CRC,
     EpisodeStore,
@@ -24,10 +25,7 @@ from embodied.data.store import (
     attrs_checksum,
     checksum_of,
     damage_reason,
-    location,
     node_names,
-    raw_store,
-    read_key,
     read_spans,
 )
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from embodied.data.store import EpisodeStore, location
+from embodied.data.places import location
+from embodied.data.store import EpisodeStore
 from embodied.errors import UserError
 
 

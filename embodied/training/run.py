@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from embodied.data.places import location
 from embodied.data.recipes import load_recipe, store_path
-from embodied.data.store import location
 from embodied.paths import repo_root
 from embodied.training.config import FinetuneConfig, TrainConfig
 

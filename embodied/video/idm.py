@@ -52,8 +52,7 @@ class InverseDynamics(nn.Module):
         with actions the model did not train on. An L1-trained model answers ambiguous
         motion with its middle, so its labels are smaller moves than the true ones, and a policy pretrained
         on them learns small moves. label_episode applies the map (then clips to the action bounds)."""
-        self.meta["calibration"] = None
-        labels, true = labels_and_actions(self, store_path, episodes)
+        labels, true = labels_and_actions(self, store_path, episodes, calibrated=False)
         if len(true) < 2:
             raise UserError(f"{store_path}: calibration needs labelled frames; the {len(episodes)} episodes have "
                             f"{len(true)}")
@@ -135,11 +134,16 @@ def label_episode(model: InverseDynamics, images: dict[str, np.ndarray], calibra
     labels = total / np.maximum(count, 1)[:, None]
     last = np.flatnonzero(known)[-1]
     labels[last + 1:] = labels[last]
+    return (calibrate_labels(model, labels) if calibrated else labels).astype(np.float32)
+
+
+def calibrate_labels(model: InverseDynamics, labels: np.ndarray) -> np.ndarray:
+    """Labels (N, A) through the model's calibration, clipped to the action bounds (as they are without one)."""
     calibration = model.meta.get("calibration")
-    if calibrated and calibration:
-        labels = np.clip(labels * calibration["scale"] + calibration["shift"], model.meta["action_low"],
-                         model.meta["action_high"])
-    return labels.astype(np.float32)
+    if not calibration:
+        return labels
+    return np.clip(labels * calibration["scale"] + calibration["shift"], model.meta["action_low"],
+                   model.meta["action_high"]).astype(labels.dtype)
 
 
 def labels_and_actions(model: InverseDynamics, store_path: str | Path, episodes,
@@ -166,7 +170,8 @@ def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_a
     that always answers the mean training action (`mean_error`); per dimension, the same and the spread of
     labels and truth (std), for the labels as written and, with a calibration, as the model gives them."""
     names = list((model.meta.get("action_spec") or {}).get("names") or range(model.action_dim))
-    labels, true = labels_and_actions(model, store_path, episodes)
+    raw, true = labels_and_actions(model, store_path, episodes, calibrated=False)  # the model runs once
+    labels = calibrate_labels(model, raw)
     if not len(true):
         raise UserError(f"{store_path}: none of the {len(episodes)} episodes is longer than {model.stride} frames; "
                         "no label to compare")
@@ -175,7 +180,7 @@ def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_a
               "mean_error": float(mean.mean())}
     kinds = {"labels": labels}
     if model.meta.get("calibration"):
-        kinds["uncalibrated"] = labels_and_actions(model, store_path, episodes, calibrated=False)[0]
+        kinds["uncalibrated"] = raw
         report["uncalibrated_error"] = float(np.abs(kinds["uncalibrated"] - true).mean())
     report["per_dimension"] = {
         str(n): {"true_std": float(true[:, d].std()), "mean_error": float(mean[:, d].mean()),

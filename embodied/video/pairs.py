@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from embodied.data.store import EpisodeStore, location
+from embodied.data.places import location
+from embodied.data.store import EpisodeStore
 from embodied.data.windows import StoreDataset
 from embodied.errors import UserError
 from embodied.policies.model import random_shift

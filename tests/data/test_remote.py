@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embodied.data import EpisodeStore, StoreError
-from embodied.data.store import location
+from embodied.data.places import location
 from embodied.data.verify import verify
 from embodied.data.windows import WindowDataset
 from tests.data.conftest import CAMERAS, make_episode, new_store
