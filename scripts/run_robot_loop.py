@@ -56,6 +56,9 @@ class Args:
     """How the robot turns plans into actions: the newest plan, or temporal ensembling of every live one."""
     keys: Path | None = None
     """A directory from `embodied keys`: CURVE-encrypted sockets, plans accepted only from the policy's key."""
+    ramp: int = 8
+    """Soft start: after a hold (the episode's start, the watchdog) motion blends in over this many actions
+    (1 = off: the arm jumps to the first plan's speed, bounded by the rate limit)."""
     commit_gripper: bool = True
     """The robot runs a plan that switches the gripper through the switch, dropping plans that arrive
     meanwhile (--no-commit-gripper: the newest plan always wins)."""
@@ -92,7 +95,7 @@ def main(args: Args) -> dict:
               "instruction": args.instruction, "split": args.split, "cameras": policy.cameras,
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
-              "commit_gripper": args.commit_gripper, "mode": args.mode,
+              "commit_gripper": args.commit_gripper, "mode": args.mode, "ramp": args.ramp,
               "keys": str(args.keys) if args.keys else None}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,15 +159,16 @@ def summarize(runs: list[dict], cold: dict, args: Args) -> None:
             "ticks from a plan past the timeout": str(sum(e["stale_ticks"] for e in eps)),
             "seam jump / within-plan jump (ratio)": join((mean(eps, "seam_jump"), mean(eps, "within_plan_jump")), ".3f",
                                                          f" ({mean(eps, 'seam_ratio'):.2f}x)"),
-            "first plan's jump from the hold": f"{mean(eps, 'first_plan_jump'):.3f}",
+            "first plan's jump from the hold, planned / sent": join((mean(eps, "first_plan_jump"),
+                                                                     mean(eps, "first_sent_jump")), ".3f"),
             "end-effector jerk p50 / p95": join((mean(eps, "jerk", p) for p in three[:2]), ".1f", " m/s^3"),
             "loop jitter p50 / p99 / max": join((mean(eps, f"jitter_ms_{p}") for p in ("p50", "p99", "max")), ".2f",
                                                 " ms"),
             "ticks / deadline misses / watchdog trips": join((sum(e[k] for e in eps) for k in
                                                               ("ticks", "deadline_misses", "watchdog_trips")), "d"),
-            "safety: clamped / rate-limited / workspace / non-finite":
-                join((sum(e["safety"][k] for e in eps) for k in ("clamped", "rate_limited", "workspace", "non_finite")),
-                     "d"),
+            "safety: clamped / rate-limited / ramped / workspace / non-finite":
+                join((sum(e["safety"].get(k, 0) for e in eps)
+                      for k in ("clamped", "rate_limited", "ramped", "workspace", "non_finite")), "d"),
             "refused messages / keys / stale plans": join((robot["bad_messages"], robot["refused_keys"],
                                                            sum(e["stale_plans_dropped"] for e in eps)), "d"),
         }

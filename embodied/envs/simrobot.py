@@ -62,6 +62,8 @@ class SimRobotConfig:
     """End the episode when the task succeeds (False: run all max_ticks, e.g. for fault injection)."""
     safety: bool = True
     max_change: float = 0.5
+    ramp: int = 8
+    """Soft start: actions over which motion blends in after a hold (SafetyConfig.ramp; 1 = off)."""
     commit_gripper: bool = True
     """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
     (ChunkExecutor.committed). False: the newest plan always wins."""
@@ -92,7 +94,7 @@ def serve(cfg: SimRobotConfig) -> dict:
     spec = env.unwrapped.action_spec
     safety = SafetyLayer(SafetyConfig(-np.ones(len(spec.names)), np.ones(len(spec.names)), cfg.max_change,
                                       WORKSPACE[:, 0], WORKSPACE[:, 1], np.asarray(spec.scale[:3]),
-                                      list(spec.names).index("gripper")))
+                                      list(spec.names).index("gripper"), ramp=cfg.ramp))
     ctx = zmq.Context()
     guard = Guard(ctx, cfg.keys, (cfg.observations, cfg.actions))  # before anything binds
     pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)

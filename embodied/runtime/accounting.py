@@ -36,16 +36,19 @@ def seams(ticks: list[dict], gripper: int | None, period: float) -> dict:
     """Action jumps (L2 over the motion dimensions, the gripper left out) from one executed tick's planned
     action to the next: at plan switches (seam_jump) and where the same plan goes on, or would have gone on
     had it not been replaced ("continued": the replaced plan's action for that tick; within_plan_jump);
-    their ratio; the first plan's jump from the hold before it; the end effector's jerk (m/s^3)."""
+    their ratio; the first plan's jump from the hold before it, as planned and as sent (after the safety layer's
+    soft start); the end effector's jerk (m/s^3)."""
     def motion(a):
         return np.delete(np.asarray(a, float), gripper) if gripper is not None else np.asarray(a, float)
 
-    seam, within, first = [], [], None
+    seam, within, first, first_sent = [], [], None, None
     for before, now in zip(ticks, ticks[1:], strict=False):
         if now["held"]:
             continue
         if before["held"]:
-            first = float(np.linalg.norm(motion(now["planned"]) - motion(before["action"]))) if first is None else first
+            if first is None:
+                first = float(np.linalg.norm(motion(now["planned"]) - motion(before["action"])))
+                first_sent = float(np.linalg.norm(motion(now["action"]) - motion(before["action"])))
             continue
         jump = float(np.linalg.norm(motion(now["planned"]) - motion(before["planned"])))
         if now["plan"] == before["plan"]:
@@ -59,4 +62,4 @@ def seams(ticks: list[dict], gripper: int | None, period: float) -> dict:
     seam_jump, within_jump = (float(np.mean(v)) if v else None for v in (seam, within))
     return {"seams": len(seam), "within_steps": len(within), "seam_jump": seam_jump, "within_plan_jump": within_jump,
             "seam_ratio": seam_jump / within_jump if seam and within and within_jump > 0 else None,
-            "first_plan_jump": first, "jerk": _stats(jerk)}
+            "first_plan_jump": first, "first_sent_jump": first_sent, "jerk": _stats(jerk)}

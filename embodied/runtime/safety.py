@@ -2,12 +2,17 @@
 
 Rules, in order, for every action before it is sent:
   1. non-finite (NaN, inf anywhere) -> "hold": no motion, the gripper as last commanded (end-effector
-     deltas: zero motion; joint targets: the last target). A hold is sent as is (rules 3-4 skipped).
+     deltas: zero motion; joint targets: the last target). A hold is sent as is (rules 3-5 skipped).
   2. clamp every dimension to the spec's limits
-  3. rate limit: no motion dimension changes by more than `max_change` from the last action sent (the
-     gripper is open-or-closed: it is exempt)
-  4. workspace (end-effector delta actions): the commanded position stays inside the box; from outside
-     it, only motion back toward the box is allowed. This rule wins over the rate limit.
+  3. soft start: for the first `ramp` actions after a hold (an episode's start, the watchdog), each motion
+     dimension moves from the last sent value toward the action by a share 1 / (ramp - k) at the k-th
+     (k = 0, 1, ...): a steady plan blends in linearly, in steps of 1 / ramp of its speed. An arm at rest does
+     not jump to the plan's full speed (a pick's first planned action is ~10x a step within a plan;
+     experiments/robot_link)
+  4. rate limit: no motion dimension changes by more than `max_change` from the last action sent (the
+     gripper is open-or-closed: it is exempt, as from the soft start)
+  5. workspace (end-effector delta actions): the commanded position stays inside the box; from outside
+     it, only motion back toward the box is allowed. This rule wins over the rate limit and the ramp.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class SafetyConfig:
     target; before the first one, `home`)."""
     home: np.ndarray | None = None
     """joint_pos: the target held before any command (default: action 0, the middle of each range)."""
+    ramp: int = 8
+    """Soft start: actions over which the motion blends in after a hold (1 = off)."""
 
     def __post_init__(self):
         self.low, self.high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
@@ -45,11 +52,14 @@ class SafetyConfig:
             raise UserError(f"safety limits: low {self.low} and high {self.high} must be the same shape, low <= high")
         if not self.max_change > 0:
             raise UserError(f"max_change must be > 0, got {self.max_change}")
+        if self.ramp < 1:
+            raise UserError(f"ramp must be >= 1 action (1 = no soft start), got {self.ramp}")
         if self.kind not in ("ee_delta", "joint_pos"):
             raise UserError(f"action kind must be 'ee_delta' or 'joint_pos', got {self.kind!r}")
 
     @classmethod
-    def from_spec(cls, spec: dict, workspace: np.ndarray | None = None, max_change: float = 0.5) -> SafetyConfig:
+    def from_spec(cls, spec: dict, workspace: np.ndarray | None = None, max_change: float = 0.5,
+                  ramp: int = 8) -> SafetyConfig:
         """From a bundle's policy_spec.json: the action limits; the box (3, 2) for ee_delta actions."""
         limits, action_spec = spec["action_limits"], spec.get("action_spec", {})
         delta = action_spec.get("kind") == "ee_delta" and workspace is not None
@@ -57,7 +67,8 @@ class SafetyConfig:
         return cls(np.asarray(limits["low"]), np.asarray(limits["high"]), max_change,
                    workspace[:, 0] if delta else None, workspace[:, 1] if delta else None,
                    np.asarray(action_spec.get("scale", [1.0] * 3)[:3]),
-                   names.index("gripper") if "gripper" in names else None, action_spec.get("kind", "ee_delta"))
+                   names.index("gripper") if "gripper" in names else None, action_spec.get("kind", "ee_delta"),
+                   ramp=ramp)
 
 
 class SafetyLayer:
@@ -65,7 +76,7 @@ class SafetyLayer:
 
     def __init__(self, config: SafetyConfig):
         self.config = config
-        self.events = {"non_finite": 0, "clamped": 0, "rate_limited": 0, "workspace": 0}
+        self.events = {"non_finite": 0, "clamped": 0, "rate_limited": 0, "ramped": 0, "workspace": 0}
         self.reset()
 
     def reset(self, gripper: float | None = None) -> None:
@@ -73,6 +84,7 @@ class SafetyLayer:
         first action (the watchdog, waiting for the first plan) leaves it there; without it such a hold
         commands 0, which a proportional gripper takes as half-closed."""
         self.last: np.ndarray | None = None
+        self.moving = 0  # actions sent since the last hold (or the episode's start): the soft start's k - 1
         cfg = self.config
         if gripper is not None and cfg.gripper is not None and cfg.kind != "joint_pos":
             self.last = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
@@ -88,7 +100,7 @@ class SafetyLayer:
             action = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
             if cfg.gripper is not None and self.last is not None:
                 action[cfg.gripper] = self.last[cfg.gripper]
-        self.last = action.copy()
+        self.last, self.moving = action.copy(), 0
         return action.astype(np.float32)
 
     def filter(self, action, ee_position=None) -> np.ndarray:
@@ -102,6 +114,12 @@ class SafetyLayer:
         clamped = np.clip(a, cfg.low, cfg.high)
         self.events["clamped"] += int(not np.array_equal(clamped, a))
         a = clamped
+        if self.last is not None and self.moving < cfg.ramp - 1:
+            ramped = self.last + (a - self.last) / (cfg.ramp - self.moving)
+            if cfg.gripper is not None:
+                ramped[cfg.gripper] = a[cfg.gripper]
+            self.events["ramped"] += 1
+            a = ramped
         if self.last is not None:
             limited = np.clip(a, self.last - cfg.max_change, self.last + cfg.max_change)
             if cfg.gripper is not None:
@@ -122,5 +140,5 @@ class SafetyLayer:
             else:
                 self.events["non_finite"] += 1
                 return self.hold()
-        self.last = a.copy()
+        self.last, self.moving = a.copy(), self.moving + 1
         return a.astype(np.float32)

@@ -80,7 +80,7 @@ def build_run(cfg: TrainConfig, store_path: Path | str, device: torch.device) ->
     """Data, then the model (torch's seed set by the caller: the order of construction is the init)."""
     store = EpisodeStore.open(store_path)
     tune = cfg if isinstance(cfg, FinetuneConfig) else None
-    base = finetune.load_base(tune.base) if tune and tune.base else None
+    base = finetune.load_base(tune.base, tune.model.rtc) if tune and tune.base else None
     if base:
         finetune.check_fits(base.spec, store)
         pcfg = config_from_spec(base.spec["config"])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file
 
 from embodied.adapters import Adapters, widen_stats
@@ -23,7 +24,9 @@ def resolve(cfg: FinetuneConfig) -> FinetuneConfig:
     """Check the flags that go together and fill the method's default learning rate."""
     if cfg.adapter in ("lora", "full") and cfg.base is None:
         raise UserError(f"--adapter {cfg.adapter} fine-tunes a pretrained run: pass --base policies/runs/<run>")
-    given = sorted(cfg.model.given())
+    if cfg.model.rtc is not None and cfg.adapter == "lora":
+        raise UserError("--rtc adds an input to the base: fine-tune every weight (--adapter full), not a LoRA adapter")
+    given = sorted(k for k in cfg.model.given() if k != "rtc")
     if cfg.base is not None and given:
         raise UserError(f"the architecture comes from --base; drop {given}")
     if cfg.adapter == "lora" and cfg.ema > 0:
@@ -49,16 +52,29 @@ class Base:
     """Its checkpoint folder."""
 
 
-def load_base(path: Path) -> Base:
-    """The pretrained VLA from a run folder (its latest checkpoint) or a checkpoint folder."""
+def load_base(path: Path, rtc: int | None = None) -> Base:
+    """The pretrained VLA from a run folder (its latest checkpoint) or a checkpoint folder. rtc: give a base
+    trained without real-time chunking the committed-prefix input, zero at first (the model acts as the base
+    until the fine-tune teaches it to read the prefix)."""
     ckpt = resolve_checkpoint(path, "--base")
     spec = full_spec(json.loads((ckpt / "policy.json").read_text()))
     if spec.get("adapter"):
         raise UserError(f"--base {path} is itself a LoRA fine-tune; use its base ({spec['base']['checkpoint']}) "
                         "or merge it first")
-    model = model_from_spec(spec)
     weights = ckpt / "ema.safetensors" if (ckpt / "ema.safetensors").exists() else ckpt / "model.safetensors"
-    model.load_state_dict(load_file(weights))
+    state = load_file(weights)
+    added = rtc is not None and rtc != spec["config"]["rtc"]
+    if added:
+        if spec["config"]["rtc"]:
+            raise UserError(f"--base {path} already continues prefixes of up to {spec['config']['rtc']} actions; "
+                            "fine-tune it without --rtc")
+        spec = {**spec, "config": {**spec["config"], "rtc": rtc}}
+    model = model_from_spec(spec)
+    missing, unexpected = model.load_state_dict(state, strict=not added)
+    if added:
+        assert sorted(missing) == ["prefix_proj.bias", "prefix_proj.weight"] and not unexpected, (missing, unexpected)
+        torch.nn.init.zeros_(model.prefix_proj.weight)
+        torch.nn.init.zeros_(model.prefix_proj.bias)
     return Base(model, spec, ckpt)
 
 

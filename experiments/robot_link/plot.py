@@ -1,9 +1,11 @@
 """Success and seams against the injected delay, from `run_robot_loop.py --delay-steps ... --json` files
-(one per family and execution mode), with a markdown table of the figures.
+(one per family, execution mode and training seed), with markdown tables of the figures.
 
-    python experiments/robot_link/plot.py experiments/robot_link/report/*.json --out experiments/robot_link/report.png
+    python experiments/robot_link/plot.py experiments/robot_link/report/*/*.json --out experiments/robot_link/report.png
 
-Each file is named <family>_<run>.json; <run> labels its curve (receding, ensemble, rtc, ...).
+Each file is named <family>_<run>.json; <run> labels its curve (receding, ensemble, rtc, ...). Files of one
+<family>_<run> in several folders (seed0/, seed1/: one training seed each) are one curve: the mean over the
+seeds, the range as error bars, and a table of the mean (range) beside each seed's figure with its interval.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ def rows(path: Path) -> list[dict]:
         wins = sum(e["success"] for e in eps)
         ratio = pooled_ratio(eps)
         first = [e["first_plan_jump"] for e in eps if e["first_plan_jump"] is not None]
+        sent = [e["first_sent_jump"] for e in eps if e.get("first_sent_jump") is not None]
         out.append({"family": config["family"], "mode": path.stem.removeprefix(config["family"] + "_"),
-                    "d": run["delay_steps"],
+                    "seed": path.parent.name, "d": run["delay_steps"],
                     "ms": 1e3 * run["delay_steps"] / config["rate"], "n": len(eps), "wins": wins,
                     "ci": wilson(wins, len(eps)), "seam_ratio": ratio,
                     "first_jump": float(np.mean(first)) if first else float("nan"),
+                    "first_sent": float(np.mean(sent)) if sent else float("nan"),
+                    "within": float(np.mean([e["within_plan_jump"] for e in eps if e["within_plan_jump"] is not None])),
                     "age_p95": float(np.mean([e["plan_age_ms"]["p95"] for e in eps])),
                     "held": int(sum(sum(e["held"].values()) for e in eps)), "ticks": int(sum(e["ticks"] for e in eps)),
                     "jerk_p95": float(np.mean([e["jerk"]["p95"] for e in eps]))})
@@ -55,6 +60,18 @@ def pooled_ratio(eps: list[dict]) -> float:
     return seam / within if within > 0 else float("nan")
 
 
+def mean_over_seeds(table: list[dict]) -> list[dict]:
+    """One row per (family, mode, d): success and seam ratio as the mean over seeds and their range."""
+    out = []
+    for key in sorted({(r["family"], r["mode"], r["d"]) for r in table}):
+        rs = sorted((r for r in table if (r["family"], r["mode"], r["d"]) == key), key=lambda r: r["seed"])
+        rates, seams = [r["wins"] / r["n"] for r in rs], [r["seam_ratio"] for r in rs]
+        out.append({"family": key[0], "mode": key[1], "d": key[2], "seeds": rs, "rate": float(np.mean(rates)),
+                    "rate_range": (min(rates), max(rates)), "seam": float(np.mean(seams)),
+                    "seam_range": (min(seams), max(seams))})
+    return out
+
+
 def main(args: Args) -> None:
     import matplotlib
 
@@ -62,15 +79,19 @@ def main(args: Args) -> None:
     import matplotlib.pyplot as plt
 
     table = [r for path in args.sweeps for r in rows(path)]
+    means = mean_over_seeds(table)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in sorted({(r["family"], r["mode"]) for r in table}):
-        rs = sorted((r for r in table if (r["family"], r["mode"]) == key), key=lambda r: r["d"])
-        d = [r["d"] for r in rs]
-        p = np.array([r["wins"] / r["n"] for r in rs])
-        lo, hi = np.array([r["ci"][0] for r in rs]), np.array([r["ci"][1] for r in rs])
-        left.errorbar(d, 100 * p, yerr=100 * np.stack([p - lo, hi - p]), marker="o", capsize=3, label=" ".join(key))
-        right.plot(d, [r["seam_ratio"] for r in rs], marker="o", label=" ".join(key))
-    left.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="success % (95% interval)", ylim=(-5, 105))
+    for key in sorted({(r["family"], r["mode"]) for r in means}):
+        rs = [r for r in means if (r["family"], r["mode"]) == key]
+        d, label = [r["d"] for r in rs], f"{' '.join(key)} ({len(rs[0]['seeds'])} seeds)"
+        p = np.array([100 * r["rate"] for r in rs])
+        lo, hi = np.array([100 * r["rate_range"][0] for r in rs]), np.array([100 * r["rate_range"][1] for r in rs])
+        left.errorbar(d, p, yerr=np.stack([p - lo, hi - p]), marker="o", capsize=3, label=label)
+        s = np.array([r["seam"] for r in rs])
+        s_lo, s_hi = np.array([r["seam_range"][0] for r in rs]), np.array([r["seam_range"][1] for r in rs])
+        right.errorbar(d, s, yerr=np.stack([s - s_lo, s_hi - s]), marker="o", capsize=3, label=label)
+    left.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="success %, mean over seeds (range)",
+             ylim=(-5, 105))
     right.axhline(1.5, color="grey", linestyle=":", label="target 1.5x")
     right.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="seam jump / within-plan jump")
     for ax in (left, right):
@@ -78,12 +99,23 @@ def main(args: Args) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
-    print("| family | run | delay | success | seam ratio | first-plan jump | plan age p95 | held / ticks | jerk p95 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| family | run | delay | success, mean (range) | per seed [95%] | seam ratio, mean (range) |")
+    print("|---|---|---|---|---|---|")
+    for r in means:
+        per_seed = ", ".join(f"{s['seed']} {s['wins']}/{s['n']} [{100 * s['ci'][0]:.0f}-{100 * s['ci'][1]:.0f}]"
+                             for s in r["seeds"])
+        print(f"| {r['family']} | {r['mode']} | {r['d']} | {100 * r['rate']:.0f}% ({100 * r['rate_range'][0]:.0f}-"
+              f"{100 * r['rate_range'][1]:.0f}) | {per_seed} | {r['seam']:.2f}x ({r['seam_range'][0]:.2f}-"
+              f"{r['seam_range'][1]:.2f}) |")
+    print("\n| family | run | seed | delay | success | seam ratio | first-plan jump planned / sent / within-plan | "
+          "plan age p95 | held / ticks | jerk p95 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
-        print(f"| {r['family']} | {r['mode']} | {r['d']} ({r['ms']:.0f} ms) | {100 * r['wins'] / r['n']:.0f}% "
-              f"[{100 * r['ci'][0]:.0f}-{100 * r['ci'][1]:.0f}] of {r['n']} | {r['seam_ratio']:.2f}x | "
-              f"{r['first_jump']:.3f} | {r['age_p95']:.0f} ms | {r['held']} / {r['ticks']} | {r['jerk_p95']:.1f} |")
+        print(f"| {r['family']} | {r['mode']} | {r['seed']} | {r['d']} ({r['ms']:.0f} ms) | "
+              f"{100 * r['wins'] / r['n']:.0f}% [{100 * r['ci'][0]:.0f}-{100 * r['ci'][1]:.0f}] of {r['n']} | "
+              f"{r['seam_ratio']:.2f}x | {r['first_jump']:.2f} / {r['first_sent']:.2f} / {r['within']:.2f} | "
+              f"{r['age_p95']:.0f} ms | {r['held']} / {r['ticks']} | "
+              f"{r['jerk_p95']:.1f} |")
     print(f"wrote {args.out}")
 
 

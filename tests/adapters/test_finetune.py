@@ -107,6 +107,32 @@ def test_full_and_scratch_through_the_same_loop(base, tmp_path):
     assert digest(base_run) == before
 
 
+def test_full_fine_tune_adds_real_time_chunking_to_a_plain_base(base, tmp_path):
+    """--rtc on a base trained without it: the prefix input starts at zero (the base's chunks, whatever the
+    prefix), then learns to read the prefix."""
+    from embodied.training.finetune import load_base
+
+    store, base_run = base
+    bare = load_base(base_run).model.eval()
+    grown = load_base(base_run, rtc=3).model.eval()
+    assert grown.cfg.rtc == 3 and not hasattr(bare, "prefix_proj")
+    b, h = 2, grown.cfg.action_horizon
+    inputs = ({c: torch.randint(0, 256, (b, 1, 32, 32, 3), dtype=torch.uint8) for c in ("front", "wrist")},
+              torch.randn(b, 1, 13), torch.randn(b, 16, 384), torch.ones(b, 16, dtype=torch.bool))
+    prefix = torch.rand(b, h, grown.action_dim) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(grown.sample(*inputs, prefix=prefix, prefix_len=torch.tensor([0, 3])),
+                                   bare.sample(*inputs))
+    train(resolve(FinetuneConfig(name="rtc", base=base_run, store=store, out=tmp_path, adapter="full", steps=2,
+                                 model=ModelOverrides(rtc=3), **SMALL)), store, tmp_path)
+    tuned = VLAPolicy.load(tmp_path / "rtc/checkpoints/step_000002")
+    assert tuned.spec["config"]["rtc"] == 3 and tuned.model.prefix_proj.weight.abs().max() > 0
+    with pytest.raises(UserError, match="--adapter full"):
+        resolve(FinetuneConfig(base=base_run, model=ModelOverrides(rtc=3)))
+    with pytest.raises(UserError, match="already continues prefixes"):
+        load_base(tmp_path / "rtc", rtc=4)
+
+
 def test_flags_that_do_not_go_together(base, tmp_path):
     store, base_run = base
     with pytest.raises(UserError, match="pass --base"):

@@ -195,16 +195,19 @@ def test_without_keys_only_loopback_is_served():
 
 def test_deadline_and_seam_accounting():
     # plan 0 runs ticks 1-2, plan 3 takes over at tick 3 with a jump of 0.5 where plan 0 would have moved 0.1
-    def tick(t, plan, action, held=False, why=None, continued=None):
-        return {"tick": t, "plan": plan, "held": held, "why": why, "action": action, "ee": [0.01 * t, 0, 0],
+    # plan 0's first action 0.1 went out as 0.05 (the soft start)
+    def tick(t, plan, action, held=False, why=None, continued=None, sent=None):
+        return {"tick": t, "plan": plan, "held": held, "why": why, "action": sent or action, "ee": [0.01 * t, 0, 0],
                 "planned": None if held else action, "continued": continued}
 
-    ticks = [tick(0, None, [0, 0, -1], True, "no plan yet"), tick(1, 0, [0.1, 0, -1]), tick(2, 0, [0.2, 0, -1]),
+    ticks = [tick(0, None, [0, 0, -1], True, "no plan yet"), tick(1, 0, [0.1, 0, -1], sent=[0.05, 0, -1]),
+             tick(2, 0, [0.2, 0, -1]),
              tick(3, 3, [0.7, 0, 1], continued=[0.3, 0, -1]), tick(4, 3, [0.8, 0, 1]),
              tick(5, None, [0, 0, 1], True, "policy silent")]
     s = seams(ticks, gripper=2, period=0.05)
     assert s["seams"] == 1 and s["seam_jump"] == pytest.approx(0.5) and s["within_plan_jump"] == pytest.approx(0.1)
     assert s["seam_ratio"] == pytest.approx(5.0) and s["first_plan_jump"] == pytest.approx(0.1)
+    assert s["first_sent_jump"] == pytest.approx(0.05)
     assert s["jerk"]["max"] == pytest.approx(0.0, abs=1e-6)  # the end effector moved at constant speed
     d = deadlines(ticks, [0.05, 0.1], period=0.05, timeout=0.06)
     assert d["plan_age_ms"]["max"] == pytest.approx(100) and d["plan_age_ms"]["p50"] == pytest.approx(50)

@@ -86,6 +86,22 @@ def test_a_hold_before_the_first_action_keeps_the_gripper_as_the_episode_began()
     assert (safe.hold() == 0).all()
 
 
+def test_motion_blends_in_after_a_hold_and_the_gripper_does_not_wait():
+    """Soft start: a steady full-speed plan from rest in equal steps of 1 / ramp, then as planned; again
+    after a watchdog hold."""
+    safe = SafetyLayer(SafetyConfig(LOW, HIGH, 0.5, gripper=4, ramp=4))
+    safe.reset(gripper=-1.0)
+    plan = np.array([0.8, -0.4, 0.0, 0.2, 1.0])  # closing at once: the gripper is exempt
+    sent = np.array([safe.filter(plan) for _ in range(6)])
+    np.testing.assert_allclose(sent[:, :4], np.outer([0.25, 0.5, 0.75, 1, 1, 1], plan[:4]), atol=1e-6)
+    assert (sent[:, 4] == 1.0).all() and safe.events["ramped"] == 3
+    safe.hold()
+    np.testing.assert_allclose(safe.filter(plan)[:4], plan[:4] / 4, atol=1e-6)
+    off = SafetyLayer(SafetyConfig(LOW, HIGH, 10.0, gripper=4, ramp=1))
+    off.reset(gripper=-1.0)
+    assert (off.filter(plan) == plan.astype(np.float32)).all()
+
+
 def test_joint_targets_hold_the_last_target():
     safe = SafetyLayer(SafetyConfig(LOW, HIGH, 0.5, kind="joint_pos", gripper=4))
     assert (safe.hold() == 0).all()  # before any command: home (the middle of each range)
