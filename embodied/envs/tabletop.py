@@ -70,6 +70,11 @@ class TabletopConfig:
     another camera placement than the policy's."""
     light_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Scale the lights' color (r, g, b): another look, e.g. warm indoor light (1.0, 0.8, 0.6)."""
+    table_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Scale the table top's color (r, g, b; clipped to 1): another table, e.g. dark wood (0.8, 0.55, 0.35)."""
+    arm_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Scale the arm's and gripper's colors (r, g, b; clipped to 1): another robot's paint, e.g. orange
+    (1.2, 0.6, 0.2). The objects' colors stay: the instructions name them."""
 
     def __post_init__(self):
         """Reject values that would fail later, deep inside MuJoCo or OpenGL, naming the field."""
@@ -89,13 +94,14 @@ class TabletopConfig:
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < 0:
                 raise UserError(f"{name} must be an integer >= 0, got {value!r}")
-        for name in ("front_offset", "light_tint"):
+        for name in ("front_offset", "light_tint", "table_tint", "arm_tint"):
             value = getattr(self, name)
             if not (isinstance(value, (tuple, list)) and len(value) == 3
                     and all(isinstance(v, Real) and abs(v) < 10 for v in value)):
                 raise UserError(f"{name} must be three numbers (x, y, z or r, g, b), got {value!r}")
-        if min(self.light_tint) < 0:
-            raise UserError(f"light_tint must be >= 0, got {self.light_tint!r}")
+        for name in ("light_tint", "table_tint", "arm_tint"):
+            if min(getattr(self, name)) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.action_type not in ("ee_delta", "joint_pos"):
             raise UserError(f"action_type must be 'ee_delta' or 'joint_pos', got {self.action_type!r}")
         if self.split not in tasks.SPLITS:
@@ -170,6 +176,10 @@ class TabletopEnv(gym.Env):
         model.light_ambient[:] *= tint
         model.vis.headlight.diffuse[:] *= tint
         model.vis.headlight.ambient[:] *= tint
+        table = model.material("table").id
+        model.mat_rgba[table, :3] = np.clip(model.mat_rgba[table, :3] * np.asarray(cfg.table_tint), 0, 1)
+        arm = np.flatnonzero(model.body_rootid[model.geom_bodyid] == model.body("base").id)
+        model.geom_rgba[arm, :3] = np.clip(model.geom_rgba[arm, :3] * np.asarray(cfg.arm_tint), 0, 1)
         h, w = cfg.image_size
         obs_space = {
             "state": spaces.Box(-np.inf, np.inf, (len(STATE_SPEC.names),), np.float32),
