@@ -59,6 +59,9 @@ class Args:
     ramp: int = 8
     """Soft start: after a hold (the episode's start, the watchdog) motion blends in over this many actions
     (1 = off: the arm jumps to the first plan's speed, bounded by the rate limit)."""
+    catch_up: bool = True
+    """Receding, ee_delta actions: each action adds the motion its plan had made by now and the arm has not
+    (a late plan's skipped head, the soft start's cuts); --no-catch-up: the plan's actions as they are."""
     commit_gripper: bool = True
     """The robot runs a plan that switches the gripper through the switch, dropping plans that arrive
     meanwhile (--no-commit-gripper: the newest plan always wins)."""
@@ -96,6 +99,7 @@ def main(args: Args) -> dict:
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
               "commit_gripper": args.commit_gripper, "mode": args.mode, "ramp": args.ramp,
+              "catch_up": args.catch_up,
               "keys": str(args.keys) if args.keys else None}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,6 +67,10 @@ class SimRobotConfig:
     commit_gripper: bool = True
     """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
     (ChunkExecutor.committed). False: the newest plan always wins."""
+    catch_up: bool = True
+    """Receding, ee_delta actions: each action adds the motion its plan had made by now and the arm has not
+    (a late plan's skipped head, a hold, the safety layer's cuts; ChunkExecutor.catch_up). False: the plan's
+    actions as they are."""
     mode: str = "receding"
     """How plans become actions (ChunkExecutor): 'receding' (the newest plan) or 'ensemble' (temporal
     ensembling of every live plan)."""
@@ -144,7 +148,9 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     from embodied.envs.arm import gripper_command
 
     spec = env.unwrapped.action_spec
-    executor = ChunkExecutor(cfg.mode, gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None)
+    relative = [i for i, n in enumerate(spec.names) if n != "gripper"] if spec.kind == "ee_delta" else []
+    executor = ChunkExecutor(cfg.mode, gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None,
+                             catch_up=relative if cfg.catch_up else None)
     # the arm starts with the gripper as the reset left it: holds before the first plan keep it so
     safety.reset(gripper=gripper_command(obs["state"][5]))  # STATE_SPEC: 5 joints, then the gripper opening
     ticks: list[dict] = []
@@ -203,6 +209,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
                 continued = plans[previous][tick - previous]
             ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
             sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
+            executor.sent(sent)
         if recorded is not None:
             for k, v in (("images", obs["images"]), ("state", obs["state"]), ("action", sent)):
                 steps[k].append(v)

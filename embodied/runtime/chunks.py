@@ -22,17 +22,25 @@ class ChunkExecutor:
     dropped: it never saw the switch and would undo it (measured: pick through the loop with one step of
     delay fell from 85% to 20%, the gripper closing and reopening on the next tick; docs/robot.md).
 
+    With `catch_up` (the columns of relative actions, ee_delta's dx, dy, dz, dyaw), a receding plan is a path:
+    each action adds what the plan had moved by this step and the robot has not (the actions it planned since
+    the step it was computed for, less those `sent`), clipped to [-1, 1]. A plan arriving d steps late is run
+    from chunk[d], which assumes chunk[:d] ran; the arm ran the old plan's tail meanwhile (or held, or was
+    slowed by the safety layer), and without catching up every seam loses the difference (pick through the
+    loop at 4 steps of delay stopped centimetres short of the object; experiments/robot_link).
+
     Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
            action = ex.next()
     """
 
     def __init__(self, mode: str = "receding", replan_every: int = REPLAN_EVERY, decay: float = 0.01,
-                 gripper: int | None = None):
+                 gripper: int | None = None, catch_up: list[int] | None = None):
         if mode not in ("receding", "ensemble"):
             raise UserError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
         if replan_every < 1:
             raise UserError(f"replan_every must be >= 1, got {replan_every}")
         self.mode, self.replan_every, self.decay, self.gripper = mode, replan_every, decay, gripper
+        self.catch_up = list(catch_up or [])
         self.reset()
 
     @classmethod
@@ -47,6 +55,7 @@ class ChunkExecutor:
         self._chunks: list[tuple[int, np.ndarray]] = []  # (step the chunk starts at, (H, A))
         self._step = 0
         self._switched_at, self._closed = -1, None  # the step the executed gripper last switched at
+        self._sent: dict[int, np.ndarray] = {}  # step -> the catch-up columns as the robot ran them
 
     def needs_plan(self) -> bool:
         if self.mode == "ensemble" or not self._chunks:
@@ -103,42 +112,54 @@ class ChunkExecutor:
     def upcoming(self, n: int) -> np.ndarray:
         """The actions the next `n` steps will execute if no new plan comes (fewer where the plans run out):
         what the robot has committed to, which a real-time-chunking plan continues."""
-        out = []
+        out, sent = [], dict(self._sent)
         for step in range(self._step, self._step + n):
-            live = [(start, c) for start, c in self._chunks if 0 <= step - start < len(c)]
-            if not live:
+            action = self._action(step, sent)
+            if action is None:
                 break
-            if self.mode == "receding":
-                start, chunk = live[-1]
-                out.append(chunk[step - start])
-            else:
-                actions = np.stack([c[step - start] for start, c in live])
-                weights = np.exp(-self.decay * np.arange(len(live)))
-                out.append((weights[:, None] * actions).sum(0) / weights.sum())
+            out.append(action)
+            sent[step] = action[self.catch_up]
         width = self._chunks[-1][1].shape[1] if self._chunks else 0
         return np.asarray(out, np.float32).reshape(len(out), width)
 
+    def _action(self, step: int, sent: dict[int, np.ndarray]) -> np.ndarray | None:
+        """The action for `step` from the live plans (None if none covers it), given what ran before it."""
+        live = [(start, c) for start, c in self._chunks if 0 <= step - start < len(c)]
+        if not live:
+            return None
+        if self.mode == "ensemble":
+            actions = np.stack([c[step - start] for start, c in live])  # oldest first
+            weights = np.exp(-self.decay * np.arange(len(live)))
+            return ((weights[:, None] * actions).sum(0) / weights.sum()).astype(np.float32)
+        start, chunk = live[-1]
+        action = chunk[step - start].copy()
+        if self.catch_up:
+            ran = sum((sent.get(s, 0.0) for s in range(start, step)), np.zeros(len(self.catch_up), np.float32))
+            owed = chunk[: step - start, self.catch_up].sum(0) - ran
+            action[self.catch_up] = np.clip(action[self.catch_up] + owed, -1.0, 1.0)
+        return action
+
     def skip(self) -> None:
-        """Advance one step without an action (the robot held)."""
+        """Advance one step without an action (the robot held: no relative motion)."""
+        self._sent[self._step] = np.zeros(len(self.catch_up), np.float32)
         self._step += 1
+
+    def sent(self, action: np.ndarray) -> None:
+        """What the robot ran for the last step's action, if not that action (the safety layer changed it)."""
+        self._sent[self._step - 1] = np.asarray(action, np.float32)[self.catch_up]
 
     def next(self) -> np.ndarray:
         """The action for this control step; advances one step."""
-        live = [(start, c) for start, c in self._chunks if 0 <= self._step - start < len(c)]
-        if not live:
+        action = self._action(self._step, self._sent)
+        if action is None:
             raise RuntimeError("no plan covers this step: call add(chunk) when needs_plan() says so")
-        if self.mode == "receding":
-            start, chunk = live[-1]
-            action = chunk[self._step - start]
-        else:
-            actions = np.stack([c[self._step - start] for start, c in live])  # oldest first
-            weights = np.exp(-self.decay * np.arange(len(live)))
-            action = (weights[:, None] * actions).sum(0) / weights.sum()
-        self._chunks = live
+        self._chunks = [(start, c) for start, c in self._chunks if 0 <= self._step - start < len(c)]
         if self.gripper is not None:
             closed = bool(action[self.gripper] > 0)
             if self._closed is not None and closed != self._closed:
                 self._switched_at = self._step
             self._closed = closed
+        self._sent[self._step] = action[self.catch_up]
+        self._sent.pop(self._step - 256, None)  # long past any live plan
         self._step += 1
-        return action.astype(np.float32)
+        return action

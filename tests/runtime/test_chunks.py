@@ -91,6 +91,34 @@ class Spec:
     spec = {"action_spec": {"names": ["dx", "dy", "dz", "dyaw", "gripper"]}}
 
 
+def test_catching_up_runs_a_late_plan_along_its_path():
+    """A plan for step 0 moves 0.5 a step (column 0; column 1 is the gripper, never caught up). The arm held
+    for the 3 steps it took to arrive: plain receding runs chunk[3:] and ends 1.5 short of the planned path;
+    catching up adds what is owed, within [-1, 1], and ends on it. A cut by the robot (`sent`) is owed too."""
+    chunk = np.tile(np.array([[0.5, -1.0]], np.float32), (8, 1))
+    ends = {}
+    for catch_up in (None, [0]):
+        executor = ChunkExecutor("receding", replan_every=8, catch_up=catch_up)
+        for _ in range(3):
+            executor.skip()
+        executor.add(chunk, at=0)
+        ahead = executor.upcoming(5)[:, 0].tolist()  # what a real-time-chunking plan is told the arm will run
+        moved = []
+        for _ in range(5):
+            moved.append(float(executor.next()[0]))
+        assert moved == ahead
+        ends[bool(catch_up)] = sum(moved)
+        if catch_up:
+            assert moved == [1.0, 1.0, 1.0, 0.5, 0.5]  # 1.5 owed, made up at most 0.5 a step above the plan
+    assert ends == {False: 2.5, True: 4.0}  # the plan's path: 8 x 0.5
+    executor = ChunkExecutor("receding", replan_every=8, catch_up=[0])
+    executor.add(chunk)
+    executor.next()
+    executor.sent(np.array([0.1, -1.0]))  # the safety layer let 0.1 through
+    action = executor.next()
+    assert action[0] == pytest.approx(0.9) and action[1] == -1.0
+
+
 def test_for_policy_finds_the_gripper_column_by_name():
     assert ChunkExecutor.for_policy(Spec()).gripper == 4
     assert ChunkExecutor.for_policy(Spec(), commit_gripper=False).gripper is None
