@@ -150,7 +150,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     spec = env.unwrapped.action_spec
     relative = [i for i, n in enumerate(spec.names) if n != "gripper"] if spec.kind == "ee_delta" else []
     executor = ChunkExecutor(cfg.mode, gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None,
-                             catch_up=relative if cfg.catch_up else None)
+                             catch_up=relative if cfg.catch_up and cfg.mode == "receding" else None)
     # the arm starts with the gripper as the reset left it: holds before the first plan keep it so
     safety.reset(gripper=gripper_command(obs["state"][5]))  # STATE_SPEC: 5 joints, then the gripper opening
     ticks: list[dict] = []
@@ -182,6 +182,7 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
                 continue
             arrivals += 1
             heapq.heappush(pending, (now + cfg.action_delay_ms / 1e3, arrivals, at, chunk))
+        expected = executor.upcoming(1)  # what the current plan runs now if no new one takes over (the seams)
         while pending and pending[0][0] <= now:
             usable, _, at, chunk = heapq.heappop(pending)
             if at > tick:  # a plan can only be for an observation already published
@@ -204,12 +205,11 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
         else:
             holding = False
             action = planned = executor.next()
-            if cfg.mode == "receding" and previous is not None and source != previous and \
-                    0 <= tick - previous < len(plans[previous]):  # a seam: what the plan it replaces said now
-                continued = plans[previous][tick - previous]
+            if cfg.mode == "receding" and previous is not None and source != previous and len(expected):
+                continued = expected[0]  # a seam: what the plan it replaces would have run now
             ee = obs["state"][6:9]  # STATE_SPEC: 5 joints, gripper opening, then ee_x, ee_y, ee_z
             sent = safety.filter(action, ee) if cfg.safety else np.asarray(action, np.float32)
-            executor.sent(sent)
+            executor.sent(safety.unwalled if cfg.safety else sent)  # a wall's cut is not owed
         if recorded is not None:
             for k, v in (("images", obs["images"]), ("state", obs["state"]), ("action", sent)):
                 steps[k].append(v)

@@ -40,7 +40,7 @@ class ChunkExecutor:
         if replan_every < 1:
             raise UserError(f"replan_every must be >= 1, got {replan_every}")
         self.mode, self.replan_every, self.decay, self.gripper = mode, replan_every, decay, gripper
-        self.catch_up = list(catch_up or [])
+        self.catch_up = [] if catch_up is None else [int(c) for c in catch_up]
         self.reset()
 
     @classmethod
@@ -135,18 +135,26 @@ class ChunkExecutor:
         action = chunk[step - start].copy()
         if self.catch_up:
             ran = sum((sent.get(s, 0.0) for s in range(start, step)), np.zeros(len(self.catch_up), np.float32))
-            owed = chunk[: step - start, self.catch_up].sum(0) - ran
+            owed = np.nan_to_num(chunk[: step - start, self.catch_up], posinf=0.0, neginf=0.0).sum(0) - ran
             action[self.catch_up] = np.clip(action[self.catch_up] + owed, -1.0, 1.0)
         return action
 
     def skip(self) -> None:
         """Advance one step without an action (the robot held: no relative motion)."""
-        self._sent[self._step] = np.zeros(len(self.catch_up), np.float32)
-        self._step += 1
+        self._advance(np.zeros(len(self.catch_up), np.float32))
 
     def sent(self, action: np.ndarray) -> None:
-        """What the robot ran for the last step's action, if not that action (the safety layer changed it)."""
-        self._sent[self._step - 1] = np.asarray(action, np.float32)[self.catch_up]
+        """After next(): what the robot ran for that step, where it was not the action (the safety layer cut it).
+        Non-finite values count as no motion."""
+        ran = np.asarray(action, np.float32)[self.catch_up]
+        self._sent[self._step - 1] = np.nan_to_num(ran, posinf=0.0, neginf=0.0)
+
+    def _advance(self, ran: np.ndarray) -> None:
+        self._sent[self._step] = np.nan_to_num(ran, posinf=0.0, neginf=0.0)
+        self._step += 1
+        oldest = min((start for start, _ in self._chunks), default=self._step)
+        for step in [s for s in self._sent if s < oldest]:  # no live plan reaches back to them
+            del self._sent[step]
 
     def next(self) -> np.ndarray:
         """The action for this control step; advances one step."""
@@ -159,7 +167,5 @@ class ChunkExecutor:
             if self._closed is not None and closed != self._closed:
                 self._switched_at = self._step
             self._closed = closed
-        self._sent[self._step] = action[self.catch_up]
-        self._sent.pop(self._step - 256, None)  # long past any live plan
-        self._step += 1
+        self._advance(action[self.catch_up])
         return action

@@ -85,6 +85,7 @@ class SafetyLayer:
         commands 0, which a proportional gripper takes as half-closed."""
         self.last: np.ndarray | None = None
         self.moving = 0  # actions sent since the last hold (or the episode's start): the soft start's k - 1
+        self.unwalled: np.ndarray | None = None  # the last action before the workspace rule (catching up owes it)
         cfg = self.config
         if gripper is not None and cfg.gripper is not None and cfg.kind != "joint_pos":
             self.last = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
@@ -100,7 +101,7 @@ class SafetyLayer:
             action = np.clip(np.zeros_like(cfg.low), cfg.low, cfg.high)
             if cfg.gripper is not None and self.last is not None:
                 action[cfg.gripper] = self.last[cfg.gripper]
-        self.last, self.moving = action.copy(), 0
+        self.last, self.moving, self.unwalled = action.copy(), 0, action.copy()
         return action.astype(np.float32)
 
     def filter(self, action, ee_position=None) -> np.ndarray:
@@ -126,6 +127,7 @@ class SafetyLayer:
                 limited[cfg.gripper] = a[cfg.gripper]
             self.events["rate_limited"] += int(not np.array_equal(limited, a))
             a = np.clip(limited, cfg.low, cfg.high)
+        self.unwalled = a.copy()
         if cfg.workspace_low is not None and ee_position is not None:
             pos = np.asarray(ee_position, np.float64)[:3]
             if np.isfinite(pos).all():

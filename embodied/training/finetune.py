@@ -72,7 +72,8 @@ def load_base(path: Path, rtc: int | None = None) -> Base:
     model = model_from_spec(spec)
     missing, unexpected = model.load_state_dict(state, strict=not added)
     if added:
-        assert sorted(missing) == ["prefix_proj.bias", "prefix_proj.weight"] and not unexpected, (missing, unexpected)
+        if sorted(missing) != ["prefix_proj.bias", "prefix_proj.weight"] or unexpected:
+            raise RuntimeError(f"adding the prefix input to {path}: missing {missing}, unexpected {unexpected}")
         torch.nn.init.zeros_(model.prefix_proj.weight)
         torch.nn.init.zeros_(model.prefix_proj.bias)
     return Base(model, spec, ckpt)

@@ -92,31 +92,41 @@ class Spec:
 
 
 def test_catching_up_runs_a_late_plan_along_its_path():
-    """A plan for step 0 moves 0.5 a step (column 0; column 1 is the gripper, never caught up). The arm held
-    for the 3 steps it took to arrive: plain receding runs chunk[3:] and ends 1.5 short of the planned path;
-    catching up adds what is owed, within [-1, 1], and ends on it. A cut by the robot (`sent`) is owed too."""
-    chunk = np.tile(np.array([[0.5, -1.0]], np.float32), (8, 1))
+    """A plan for step 0 moves 0.5 a step (column 0; column 1, the gripper at 0.3, is never caught up). The
+    arm held for the 3 steps it took to arrive: plain receding runs chunk[3:] and ends 1.5 short of the
+    planned path; catching up adds what is owed, within [-1, 1], and ends on it."""
+    chunk = np.tile(np.array([[0.5, 0.3]], np.float32), (8, 1))
     ends = {}
     for catch_up in (None, [0]):
         executor = ChunkExecutor("receding", replan_every=8, catch_up=catch_up)
         for _ in range(3):
             executor.skip()
         executor.add(chunk, at=0)
-        ahead = executor.upcoming(5)[:, 0].tolist()  # what a real-time-chunking plan is told the arm will run
-        moved = []
-        for _ in range(5):
-            moved.append(float(executor.next()[0]))
+        ahead = executor.upcoming(5).tolist()  # what a real-time-chunking plan is told the arm will run
+        moved = [executor.next().tolist() for _ in range(5)]
         assert moved == ahead
-        ends[bool(catch_up)] = sum(moved)
+        assert all(m[1] == pytest.approx(0.3) for m in moved)
+        ends[bool(catch_up)] = sum(m[0] for m in moved)
         if catch_up:
-            assert moved == [1.0, 1.0, 1.0, 0.5, 0.5]  # 1.5 owed, made up at most 0.5 a step above the plan
+            assert [m[0] for m in moved] == [1.0, 1.0, 1.0, 0.5, 0.5]  # 1.5 owed, at most 0.5 a step extra
     assert ends == {False: 2.5, True: 4.0}  # the plan's path: 8 x 0.5
+
+
+def test_catching_up_owes_what_the_robot_cut_and_starts_over_with_each_plan():
     executor = ChunkExecutor("receding", replan_every=8, catch_up=[0])
-    executor.add(chunk)
+    executor.add(np.full((8, 2), 0.5, np.float32))
     executor.next()
-    executor.sent(np.array([0.1, -1.0]))  # the safety layer let 0.1 through
-    action = executor.next()
-    assert action[0] == pytest.approx(0.9) and action[1] == -1.0
+    executor.sent(np.array([0.1, 0.5]))  # the safety layer let 0.1 of 0.5 through
+    assert executor.upcoming(2)[:, 0] == pytest.approx([0.9, 0.5])
+    assert executor.next()[0] == pytest.approx(0.9)
+    executor.add(np.full((8, 2), -0.25, np.float32), at=1)  # a late plan for step 1 takes over at step 2
+    # it planned -0.25 for step 1, where the arm ran +0.9: owed -1.15, clipped to -1 after its own -0.25
+    assert executor.next()[0] == pytest.approx(-1.0)
+    assert executor.next()[0] == pytest.approx(-0.25 - 0.4)  # the rest of what is owed
+    executor.add(np.array([[np.nan, 0.5]] + [[0.5, 0.5]] * 7, np.float32), at=4)  # a bad action in the plan
+    executor.next()  # its NaN: the safety layer holds (sent: no motion)
+    executor.sent(np.array([np.nan, 0.5]))
+    assert np.isfinite(executor.next()).all()  # the rest of the plan still runs
 
 
 def test_for_policy_finds_the_gripper_column_by_name():

@@ -1,6 +1,7 @@
 """The safety layer, rule by rule, against NaN, inf and huge values (hypothesis)."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,6 +62,17 @@ def test_workspace_keeps_the_target_in_the_box_or_moves_back(a, pos):
     target = pos + out[:3] * SCALE
     lo, hi = np.minimum(BOX[:, 0], pos), np.maximum(BOX[:, 1], pos)  # from outside: never further out
     assert (target >= lo - 1e-6).all() and (target <= hi + 1e-6).all()
+
+
+def test_unwalled_is_the_action_before_the_box_cut_it():
+    """What catching up owes against (ChunkExecutor.sent): the wall's cut is not owed, the rest is."""
+    safe = layer(max_change=10)
+    at_wall = BOX[:, 1] - [0.0, 0.1, 0.1]  # x at the box's far side
+    out = safe.filter(np.array([1.0, 0.5, 0.0, 0.0, 1.0]), at_wall)
+    assert out[0] == pytest.approx(0.0, abs=1e-6) and out[1] == pytest.approx(0.5)
+    assert safe.unwalled[0] == pytest.approx(1.0) and safe.unwalled[1] == pytest.approx(0.5)
+    safe.hold()
+    assert (safe.unwalled[:4] == 0).all()
 
 
 def test_non_finite_position_holds():
