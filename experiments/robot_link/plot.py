@@ -60,6 +60,12 @@ def pooled_ratio(eps: list[dict]) -> float:
     return seam / within if within > 0 else float("nan")
 
 
+def cell(r: dict) -> str:
+    """Mean success over seeds with its range; one seed: its share."""
+    lo, hi = r["rate_range"]
+    return f"{100 * r['rate']:.0f}%" + (f" ({100 * lo:.0f}-{100 * hi:.0f})" if len(r["seeds"]) > 1 else "")
+
+
 def mean_over_seeds(table: list[dict]) -> list[dict]:
     """One row per (family, mode, d): success and seam ratio as the mean over seeds and their range."""
     out = []
@@ -80,25 +86,33 @@ def main(args: Args) -> None:
 
     table = [r for path in args.sweeps for r in rows(path)]
     means = mean_over_seeds(table)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key in sorted({(r["family"], r["mode"]) for r in means}):
-        rs = [r for r in means if (r["family"], r["mode"]) == key]
-        d, label = [r["d"] for r in rs], f"{' '.join(key)} ({len(rs[0]['seeds'])} seeds)"
-        p = np.array([100 * r["rate"] for r in rs])
-        lo, hi = np.array([100 * r["rate_range"][0] for r in rs]), np.array([100 * r["rate_range"][1] for r in rs])
-        left.errorbar(d, p, yerr=np.stack([p - lo, hi - p]), marker="o", capsize=3, label=label)
-        s = np.array([r["seam"] for r in rs])
-        s_lo, s_hi = np.array([r["seam_range"][0] for r in rs]), np.array([r["seam_range"][1] for r in rs])
-        right.errorbar(d, s, yerr=np.stack([s - s_lo, s_hi - s]), marker="o", capsize=3, label=label)
-    left.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="success %, mean over seeds (range)",
-             ylim=(-5, 105))
-    right.axhline(1.5, color="grey", linestyle=":", label="target 1.5x")
-    right.set(xlabel="inference delay (control steps at 20 Hz)", ylabel="seam jump / within-plan jump")
-    for ax in (left, right):
-        ax.set_xticks(sorted({r["d"] for r in table}))
-        ax.legend(fontsize=8)
+    families = sorted({r["family"] for r in means})
+    fig, axes = plt.subplots(len(families), 2, figsize=(10, 3.6 * len(families)), squeeze=False)
+    for (left, right), family in zip(axes, families, strict=True):
+        for mode in sorted({r["mode"] for r in means if r["family"] == family}):
+            rs = [r for r in means if (r["family"], r["mode"]) == (family, mode)]
+            d, label = [r["d"] for r in rs], f"{mode} ({len(rs[0]['seeds'])} seeds)"
+            p = np.array([100 * r["rate"] for r in rs])
+            lo, hi = (np.array([100 * r["rate_range"][i] for r in rs]) for i in (0, 1))
+            left.errorbar(d, p, yerr=np.stack([p - lo, hi - p]), marker="o", capsize=3, label=label)
+            s = np.array([r["seam"] for r in rs])
+            s_lo, s_hi = (np.array([r["seam_range"][i] for r in rs]) for i in (0, 1))
+            right.errorbar(d, s, yerr=np.stack([s - s_lo, s_hi - s]), marker="o", capsize=3, label=label)
+        left.set(title=f"{family}: success", ylabel="success %, mean over seeds (range)", ylim=(-5, 105))
+        right.axhline(1.5, color="grey", linestyle=":", label="target 1.5x")
+        right.set(title=f"{family}: seams", ylabel="seam jump / within-plan jump")
+        for ax in (left, right):
+            ax.set(xlabel="inference delay (control steps at 20 Hz)", xticks=sorted({r["d"] for r in table}))
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
+    delays = sorted({r["d"] for r in means})
+    print("| family | run | " + " | ".join(f"d = {d}" for d in delays) + " |")
+    print("|---|---|" + "---|" * len(delays))
+    for family, mode in sorted({(r["family"], r["mode"]) for r in means}):
+        cells = {r["d"]: r for r in means if (r["family"], r["mode"]) == (family, mode)}
+        print(f"| {family} | {mode} | " + " | ".join(cell(cells[d]) if d in cells else "" for d in delays) + " |")
+    print()
     print("| family | run | delay | success, mean (range) | per seed [95%] | seam ratio, mean (range) |")
     print("|---|---|---|---|---|---|")
     for r in means:
