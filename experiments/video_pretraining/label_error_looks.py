@@ -2,7 +2,7 @@
 from the demonstrations: one model trained on the labelled demonstrations, then scored on the same scenes
 recorded (with their actions kept) in each video recipe's look.
 
-    python experiments/video_pretraining/label_error_looks.py            # vp_video and vp_video_far, ~15 min
+    python experiments/video_pretraining/label_error_looks.py [--seed 1]   # vp_video and vp_video_far, ~6 min
 
 Stores go to --work as looks_*.zarr (collected once, resumable); the table is printed and written as JSON.
 """
@@ -38,7 +38,8 @@ class Args:
     calibrate: bool = True
     work: Path = Path("datasets")
     """Where the stores go (looks_*.zarr)."""
-    out: Path = HERE / "label_error_looks.json"
+    out: Path | None = None
+    """Default: label_error_looks_seed<seed>.json beside this script."""
 
 
 def main(args: Args) -> None:
@@ -52,7 +53,8 @@ def main(args: Args) -> None:
                                      episodes_per_family=args.episodes_per_family, name=f"{look.stem}_scored")
         store = collect(recipe, args.work / f"looks_{recipe.name}.zarr")
         report["looks"][look.stem] = label_error(model, store.path, range(store.num_episodes), mean)
-    args.out.write_text(json.dumps(report, indent=1, default=float))
+    out = args.out or HERE / f"label_error_looks_seed{args.seed}.json"
+    out.write_text(json.dumps(report, indent=1, default=float))
     dims = list(next(iter(report["looks"].values()))["per_dimension"])
     print("| look | " + " | ".join(f"{d} error (truth std)" for d in dims) + " | all | mean predictor |")
     print("|---|" + "---|" * (len(dims) + 2))
@@ -60,7 +62,7 @@ def main(args: Args) -> None:
         cells = [f"{v['labels_error']:.3f} ({v['true_std']:.3f})" for v in r["per_dimension"].values()]
         print(f"| {name} ({r['episodes']} episodes) | " + " | ".join(cells) +
               f" | {r['idm_error']:.4f} | {r['mean_error']:.3f} |")
-    print(f"wrote {args.out}; spread of labels / truth per dimension in it")
+    print(f"wrote {out}; spread of labels / truth per dimension in it")
 
 
 if __name__ == "__main__":
