@@ -26,6 +26,7 @@ import numpy as np
 import tyro
 
 from embodied.errors import UserError, cli
+from embodied.runtime.chunks import CATCH_UP_RATE
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Args:
     """Soft start: after a hold (the episode's start, the watchdog) motion blends in over this many actions
     (1 = off: the arm jumps to the first plan's speed, bounded by the rate limit)."""
     catch_up: bool = True
+    catch_up_rate: float = CATCH_UP_RATE
+    """Share of what is owed added per action (below 1: spread over several; 1: all at once)."""
     """Receding, ee_delta actions: each action adds the motion its plan had made by now and the arm has not
     (a late plan's skipped head, the soft start's cuts); --no-catch-up: the plan's actions as they are."""
     commit_gripper: bool = True
@@ -99,7 +102,7 @@ def main(args: Args) -> dict:
               "image_size": list(policy.spec["image_size"]), "latency_ms": args.latency_ms,
               "action_delay_ms": args.action_delay_ms, "state_noise": args.state_noise, "timeout_ms": args.timeout_ms,
               "commit_gripper": args.commit_gripper, "mode": args.mode, "ramp": args.ramp,
-              "catch_up": args.catch_up,
+              "catch_up": args.catch_up, "catch_up_rate": args.catch_up_rate,
               "keys": str(args.keys) if args.keys else None}
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

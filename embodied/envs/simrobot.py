@@ -26,7 +26,7 @@ import numpy as np
 
 from embodied.errors import UserError
 from embodied.runtime.accounting import deadlines, seams
-from embodied.runtime.chunks import ChunkExecutor
+from embodied.runtime.chunks import CATCH_UP_RATE, ChunkExecutor
 from embodied.runtime.keys import Guard
 from embodied.runtime.robot import MessageError, decode_chunk, encode_observation
 from embodied.runtime.safety import SafetyConfig, SafetyLayer
@@ -68,6 +68,8 @@ class SimRobotConfig:
     """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
     (ChunkExecutor.committed). False: the newest plan always wins."""
     catch_up: bool = True
+    catch_up_rate: float = CATCH_UP_RATE
+    """Share of what is owed added per action (below 1: spread over several)."""
     """Receding, ee_delta actions: each action adds the motion its plan had made by now and the arm has not
     (a late plan's skipped head, a hold, the safety layer's cuts; ChunkExecutor.catch_up). False: the plan's
     actions as they are."""
@@ -150,7 +152,8 @@ def run_episode(env, obs, info, pull, publisher, safety, cfg, period, limit, epi
     spec = env.unwrapped.action_spec
     relative = [i for i, n in enumerate(spec.names) if n != "gripper"] if spec.kind == "ee_delta" else []
     executor = ChunkExecutor(cfg.mode, gripper=list(spec.names).index("gripper") if cfg.commit_gripper else None,
-                             catch_up=relative if cfg.catch_up and cfg.mode == "receding" else None)
+                             catch_up=relative if cfg.catch_up and cfg.mode == "receding" else None,
+                             catch_up_rate=cfg.catch_up_rate)
     # the arm starts with the gripper as the reset left it: holds before the first plan keep it so
     safety.reset(gripper=gripper_command(obs["state"][5]))  # STATE_SPEC: 5 joints, then the gripper opening
     ticks: list[dict] = []

@@ -7,6 +7,7 @@ import numpy as np
 from embodied.errors import UserError
 
 REPLAN_EVERY = 4  # actions used from each receding plan before re-planning (experiments/main_job/README.md)
+CATCH_UP_RATE = 0.5  # share of what is owed added per action (chosen on the selection block; experiments/robot_link)
 
 
 class ChunkExecutor:
@@ -24,7 +25,9 @@ class ChunkExecutor:
 
     With `catch_up` (the columns of relative actions, ee_delta's dx, dy, dz, dyaw), a receding plan is a path:
     each action adds what the plan had moved by this step and the robot has not (the actions it planned since
-    the step it was computed for, less those `sent`), clipped to [-1, 1]. A plan arriving d steps late is run
+    the step it was computed for, less those `sent`) times `catch_up_rate`, clipped to [-1, 1]: below 1 the
+    debt is repaid over several steps, which damps the overshoot of a loop that corrects with a delay. A
+    plan arriving d steps late is run
     from chunk[d], which assumes chunk[:d] ran; the arm ran the old plan's tail meanwhile (or held, or was
     slowed by the safety layer), and without catching up every seam loses the difference (pick through the
     loop at 4 steps of delay stopped centimetres short of the object; experiments/robot_link).
@@ -34,13 +37,16 @@ class ChunkExecutor:
     """
 
     def __init__(self, mode: str = "receding", replan_every: int = REPLAN_EVERY, decay: float = 0.01,
-                 gripper: int | None = None, catch_up: list[int] | None = None):
+                 gripper: int | None = None, catch_up: list[int] | None = None, catch_up_rate: float = CATCH_UP_RATE):
         if mode not in ("receding", "ensemble"):
             raise UserError(f"mode must be 'receding' or 'ensemble', got {mode!r}")
         if replan_every < 1:
             raise UserError(f"replan_every must be >= 1, got {replan_every}")
         self.mode, self.replan_every, self.decay, self.gripper = mode, replan_every, decay, gripper
+        if not 0.0 < catch_up_rate <= 1.0:
+            raise UserError(f"catch_up_rate must be in (0, 1], got {catch_up_rate}")
         self.catch_up = [] if catch_up is None else [int(c) for c in catch_up]
+        self.catch_up_rate = float(catch_up_rate)
         self.reset()
 
     @classmethod
@@ -136,7 +142,7 @@ class ChunkExecutor:
         if self.catch_up:
             ran = sum((sent.get(s, 0.0) for s in range(start, step)), np.zeros(len(self.catch_up), np.float32))
             owed = np.nan_to_num(chunk[: step - start, self.catch_up], posinf=0.0, neginf=0.0).sum(0) - ran
-            action[self.catch_up] = np.clip(action[self.catch_up] + owed, -1.0, 1.0)
+            action[self.catch_up] = np.clip(action[self.catch_up] + self.catch_up_rate * owed, -1.0, 1.0)
         return action
 
     def skip(self) -> None:

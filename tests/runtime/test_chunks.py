@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from embodied.errors import UserError
 from embodied.runtime import ChunkExecutor
 
 
@@ -94,11 +95,11 @@ class Spec:
 def test_catching_up_runs_a_late_plan_along_its_path():
     """A plan for step 0 moves 0.5 a step (column 0; column 1, the gripper at 0.3, is never caught up). The
     arm held for the 3 steps it took to arrive: plain receding runs chunk[3:] and ends 1.5 short of the
-    planned path; catching up adds what is owed, within [-1, 1], and ends on it."""
+    planned path; catching up adds what is owed (all of it: rate 1), within [-1, 1], and ends on it."""
     chunk = np.tile(np.array([[0.5, 0.3]], np.float32), (8, 1))
     ends = {}
     for catch_up in (None, [0]):
-        executor = ChunkExecutor("receding", replan_every=8, catch_up=catch_up)
+        executor = ChunkExecutor("receding", replan_every=8, catch_up=catch_up, catch_up_rate=1.0)
         for _ in range(3):
             executor.skip()
         executor.add(chunk, at=0)
@@ -112,8 +113,22 @@ def test_catching_up_runs_a_late_plan_along_its_path():
     assert ends == {False: 2.5, True: 4.0}  # the plan's path: 8 x 0.5
 
 
+def test_a_catch_up_rate_spreads_what_is_owed_and_still_repays_it():
+    """Half of what is owed per action: 0.75 owed after 3 held steps is repaid 0.375, 0.1875, ... never all
+    at once, and the arm still converges on the plan's path."""
+    executor = ChunkExecutor("receding", replan_every=16, catch_up=[0], catch_up_rate=0.5)
+    for _ in range(3):
+        executor.skip()
+    executor.add(np.full((16, 1), 0.25, np.float32), at=0)
+    moved = [float(executor.next()[0]) for _ in range(13)]
+    assert moved[:2] == pytest.approx([0.25 + 0.375, 0.25 + 0.1875])
+    assert sum(moved) == pytest.approx(16 * 0.25, abs=1e-3)  # the path's end: 16 x 0.25
+    with pytest.raises(UserError, match="catch_up_rate"):
+        ChunkExecutor("receding", catch_up=[0], catch_up_rate=0.0)
+
+
 def test_catching_up_owes_what_the_robot_cut_and_starts_over_with_each_plan():
-    executor = ChunkExecutor("receding", replan_every=8, catch_up=[0])
+    executor = ChunkExecutor("receding", replan_every=8, catch_up=[0], catch_up_rate=1.0)
     executor.add(np.full((8, 2), 0.5, np.float32))
     executor.next()
     executor.sent(np.array([0.1, 0.5]))  # the safety layer let 0.1 of 0.5 through
