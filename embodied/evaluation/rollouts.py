@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -155,6 +156,19 @@ def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def sign_test(a: list[bool], b: list[bool]) -> dict:
+    """Exact two-sided sign test of paired episodes (a[i] and b[i] played the same scene): of the pairs where
+    one succeeded and the other did not, how many went each way, and the chance of a split at least that
+    uneven if neither were better."""
+    if len(a) != len(b):
+        raise ValueError(f"paired episodes must match one to one: {len(a)} against {len(b)}")
+    a_only = sum(x and not y for x, y in zip(a, b, strict=True))
+    b_only = sum(y and not x for x, y in zip(a, b, strict=True))
+    n, k = a_only + b_only, min(a_only, b_only)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"pairs": len(a), "a_only": a_only, "b_only": b_only, "p": p}
 
 
 def rate(entry: dict) -> str:

@@ -101,3 +101,17 @@ def test_the_failure_table_counts_reasons_and_says_when_none_failed():
     console.print(failure_table(failed, ["reach", "push"]))
     rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if "│" in line}
     assert "2" in rows["push"] and "2" in rows["all"] and "2" not in rows["reach"], rows
+
+
+def test_sign_test_counts_the_discordant_pairs_and_gives_the_exact_binomial_p():
+    from embodied.evaluation.rollouts import sign_test
+
+    a = [True] * 9 + [False] * 1 + [True] * 5   # 9 pairs only a won, 1 only b won, 5 ties (both won)
+    b = [False] * 9 + [True] * 1 + [True] * 5
+    result = sign_test(a, b)
+    assert (result["pairs"], result["a_only"], result["b_only"]) == (15, 9, 1)
+    assert result["p"] == pytest.approx(2 * 11 / 1024)  # P(X <= 1), X ~ Bin(10, 1/2), two-sided
+    assert sign_test(b, a)["p"] == result["p"]
+    assert sign_test([True, False], [True, False])["p"] == 1.0  # no discordant pair says nothing
+    with pytest.raises(ValueError, match="one to one"):
+        sign_test([True], [True, False])
