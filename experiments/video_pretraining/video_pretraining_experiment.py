@@ -7,7 +7,7 @@
               actions or states) labelled by an inverse-dynamics model trained on vp_labelled
     latent    + the same video with latent-action codes from a VQ model trained on all the video
 
-then full fine-tuning on the N demonstrations (vp_fewshot), the same steps for every cell. Each training seed
+then full fine-tuning on the N demonstrations (vp_fewshot), the same passes over them for every cell. Each training seed
 (`--seeds`: the video models, the bases, the fine-tunes) works in --out/seed<k>/ with its own results.json.
 Success on --episodes scenes per family of an evaluation block (the report block by default), the same scenes
 for every cell, so every method is compared with labelled-only pretraining episode by episode (a paired sign
@@ -63,6 +63,8 @@ class Args:
     """Share of the latent-action model's training episodes whose actions supervise its codes (LAOM: 0.025)."""
     pretrain_steps: int = 1000
     finetune_steps: int = 400
+    """Fine-tuning steps at N = 10; every N gets as many in proportion, so every cell makes the same passes over
+    its demonstrations."""
     batch_size: int = 64
     """Pretraining batch (fine-tuning uses half)."""
     video_fraction: float = 0.5
@@ -215,10 +217,11 @@ def finetune(args: Args, seed: int, stores: dict, method: str, n: int, out: Path
     from embodied.training.run import run
 
     base = None if method == "none" else out / f"pretrain_{method}"
+    steps = max(1, round(args.finetune_steps * n / 10))
     cfg = FinetuneConfig(name=f"{method}_{n}", base=base, preset=args.preset, adapter="full" if base else "scratch",
                          dataset=args.fewshot, store=stores[args.fewshot], episodes_per_family=n,
-                         steps=args.finetune_steps, batch_size=max(1, args.batch_size // 2), seed=seed,
-                         final_eval_episodes=0, random_baseline=False, ckpt_every=args.finetune_steps, out=out,
+                         steps=steps, batch_size=max(1, args.batch_size // 2), seed=seed,
+                         final_eval_episodes=0, random_baseline=False, ckpt_every=steps, out=out,
                          fresh=True)
     start = time.perf_counter()
     run(cfg)
@@ -227,7 +230,7 @@ def finetune(args: Args, seed: int, stores: dict, method: str, n: int, out: Path
     policy = VLAPolicy.load(resolve_checkpoint(out / cfg.name, "cell"))
     rollouts = evaluate(policy, recipe.families, args.episodes, seed_start=SEED_BLOCKS[args.block],
                         env_config=recipe.env_config())
-    return {"method": method, "n": n, "seed": seed, "block": args.block, "rollouts": rollouts,
+    return {"method": method, "n": n, "seed": seed, "steps": steps, "block": args.block, "rollouts": rollouts,
             "wall_s": round(wall, 1)}
 
 
