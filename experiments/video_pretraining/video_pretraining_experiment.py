@@ -65,6 +65,9 @@ class Args:
     finetune_steps: int = 400
     """Fine-tuning steps at N = 10; every N gets as many in proportion, so every cell makes the same passes over
     its demonstrations."""
+    finetune_lr: float | None = None
+    """Learning rate of the pretrained bases' full fine-tuning (default: finetune.py's, 1e-4). A fresh model
+    always trains at 1e-3."""
     batch_size: int = 64
     """Pretraining batch (fine-tuning uses half)."""
     video_fraction: float = 0.5
@@ -219,6 +222,7 @@ def finetune(args: Args, seed: int, stores: dict, method: str, n: int, out: Path
     base = None if method == "none" else out / f"pretrain_{method}"
     steps = max(1, round(args.finetune_steps * n / 10))
     cfg = FinetuneConfig(name=f"{method}_{n}", base=base, preset=args.preset, adapter="full" if base else "scratch",
+                         lr=args.finetune_lr if base else None,
                          dataset=args.fewshot, store=stores[args.fewshot], episodes_per_family=n,
                          steps=steps, batch_size=max(1, args.batch_size // 2), seed=seed,
                          final_eval_episodes=0, random_baseline=False, ckpt_every=steps, out=out,
