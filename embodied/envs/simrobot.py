@@ -68,11 +68,11 @@ class SimRobotConfig:
     """A plan that switches the gripper runs through the switch; plans arriving meanwhile are dropped
     (ChunkExecutor.committed). False: the newest plan always wins."""
     catch_up: bool = True
-    catch_up_rate: float = CATCH_UP_RATE
-    """Share of what is owed added per action (below 1: spread over several)."""
     """Receding, ee_delta actions: each action adds the motion its plan had made by now and the arm has not
     (a late plan's skipped head, a hold, the safety layer's cuts; ChunkExecutor.catch_up). False: the plan's
     actions as they are."""
+    catch_up_rate: float = CATCH_UP_RATE
+    """Share of what is owed added per action (below 1: spread over several)."""
     mode: str = "receding"
     """How plans become actions (ChunkExecutor): 'receding' (the newest plan) or 'ensemble' (temporal
     ensembling of every live plan)."""

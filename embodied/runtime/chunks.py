@@ -27,10 +27,10 @@ class ChunkExecutor:
     each action adds what the plan had moved by this step and the robot has not (the actions it planned since
     the step it was computed for, less those `sent`) times `catch_up_rate`, clipped to [-1, 1]: below 1 the
     debt is repaid over several steps, which damps the overshoot of a loop that corrects with a delay. A
-    plan arriving d steps late is run
-    from chunk[d], which assumes chunk[:d] ran; the arm ran the old plan's tail meanwhile (or held, or was
-    slowed by the safety layer), and without catching up every seam loses the difference (pick through the
-    loop at 4 steps of delay stopped centimetres short of the object; experiments/robot_link).
+    plan arriving d steps late is run from chunk[d], which assumes chunk[:d] ran; the arm ran the old plan's
+    tail meanwhile (or held, or was slowed by the safety layer), and without catching up every seam loses the
+    difference (pick through the loop at 4 steps of delay stopped centimetres short of the object;
+    experiments/robot_link).
 
     Loop:  if ex.needs_plan(): ex.add(policy.act(obs))
            action = ex.next()
