@@ -19,7 +19,8 @@ own families, adapter off and on (forgetting). Writes results.json, results.md a
     python experiments/finetune/finetune_experiment.py --block selection --ns 10 --seeds 0 \\
         --out policies/runs/transfer_selection                            # choosing settings
 
-Cells already in results.json (with the same settings) are kept: an interrupted experiment continues.
+Cells already in results.json (with the same settings) are kept: an interrupted experiment continues. Two
+processes may share --out when they run different seeds (each re-reads results.json before adding a cell).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class Args:
     """Optimizer steps per cell, the same for every method."""
     batch_size: int = 32
     lr: dict[str, float] = field(default_factory=dict)
-    """Per-method learning rate, e.g. full=3e-4 (default: scripts/finetune.py's, 1e-3 and 1e-4 for full)."""
+    """Per-method learning rate, e.g. --lr full 3e-4 (default: scripts/finetune.py's, 1e-3 and 1e-4 for full)."""
+    rank: dict[str, int] = field(default_factory=dict)
+    """Per-method LoRA rank instead of METHODS', e.g. --rank lora_vision 8 (a rank sweep on the selection block)."""
     episodes: int = 30
     """Evaluation scenes per family and cell."""
     block: str = "report"
@@ -76,8 +79,10 @@ def main(args: Args) -> None:
     from embodied.training.run import complete
 
     unknown = sorted(set(args.methods) - set(METHODS))
+    unknown += sorted(m for m in args.rank if METHODS.get(m, {}).get("adapter") != "lora")
     if unknown or args.block not in SEED_BLOCKS:
-        raise UserError(f"methods must be among {list(METHODS)} (got {unknown}); block among {list(SEED_BLOCKS)}")
+        raise UserError(f"methods must be among {list(METHODS)}, --rank only for the lora ones (got {unknown}); block "
+                        f"among {list(SEED_BLOCKS)}")
     for base in args.bases:  # fails early, with the fix, when the main job has not been run
         resolve_checkpoint(base, "--bases")
     out = args.out if args.out.is_absolute() else repo_root() / args.out
@@ -94,7 +99,7 @@ def main(args: Args) -> None:
                 key = f"{method}/{n}/{seed}"
                 if results["cells"].get(key, {}).get("settings") != cell_settings(args, method, seed):
                     results["cells"][key] = run_cell(args, method, n, seed, out)
-                    results_path.write_text(json.dumps(results, indent=2))
+                    save(results_path, results)
                 print(f"{key}: mean {100 * results['cells'][key]['rollouts']['mean']['success']:.0f}%")
     lora = next((m for m in ("lora_vision", "lora") if m in args.methods), None)
     if args.forget_episodes and lora:
@@ -102,11 +107,21 @@ def main(args: Args) -> None:
         if results.get("forgetting", {}).get("cell") != key:
             results["forgetting"] = forgetting(out / run_name(*key.split("/")), args.forget_episodes, args.block)
             results["forgetting"]["cell"] = key
-            results_path.write_text(json.dumps(results, indent=2))
+            save(results_path, results)
     (out / "results.md").write_text(markdown(results))
     plot(results, out / "results.png")
     print((out / "results.md").read_text())
     print(f"wrote {results_path}, results.md, results.png")
+
+
+def save(path: Path, results: dict) -> None:
+    """Write results.json, keeping the cells another process added since it was read: two processes running
+    other seeds or methods into the same --out keep each other's cells."""
+    if path.exists():
+        results["cells"] = {**json.loads(path.read_text())["cells"], **results["cells"]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
 
 
 def run_name(method: str, n, seed) -> str:
@@ -117,7 +132,12 @@ def cell_settings(args: Args, method: str, seed: int) -> dict:
     """What makes two runs of a cell the same experiment."""
     return {"base": str(args.bases[seed % len(args.bases)]), "dataset": args.dataset, "steps": args.steps,
             "batch_size": args.batch_size, "lr": args.lr.get(method), "episodes": args.episodes, "block": args.block,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in METHODS[method].items()}}
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in method_config(args, method).items()}}
+
+
+def method_config(args: Args, method: str) -> dict:
+    """The method's FinetuneConfig fields, with --rank's override."""
+    return METHODS[method] | ({"rank": args.rank[method]} if method in args.rank else {})
 
 
 def run_cell(args: Args, method: str, n: int, seed: int, out: Path) -> dict:
@@ -127,7 +147,8 @@ def run_cell(args: Args, method: str, n: int, seed: int, out: Path) -> dict:
     name, base = run_name(method, n, seed), args.bases[seed % len(args.bases)]
     cfg = FinetuneConfig(name=name, base=base, dataset=args.dataset, episodes_per_family=n, steps=args.steps,
                          batch_size=args.batch_size, seed=seed, lr=args.lr.get(method), final_eval_episodes=0,
-                         random_baseline=False, out=out, fresh=True, ckpt_every=args.steps, **METHODS[method])
+                         random_baseline=False, out=out, fresh=True, ckpt_every=args.steps,
+                         **method_config(args, method))
     start = time.perf_counter()
     run(cfg)
     wall = time.perf_counter() - start

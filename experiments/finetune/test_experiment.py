@@ -1,0 +1,48 @@
+"""The transfer experiment's bookkeeping: two processes sharing --out keep each other's cells, the table and plot
+over training seeds, and the --rank check. `pytest experiments/finetune` (no training: the cells are made up)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finetune_experiment import Args, main, markdown, plot, save  # noqa: E402
+
+from embodied.errors import UserError  # noqa: E402
+
+
+def cell(method: str, n: int, seed: int, wins: int) -> dict:
+    entry = {"success": wins / 10, "episodes": 10, "ci95": [0.0, 1.0]}
+    return {"method": method, "n": n, "seed": seed, "wall_s": 90.0, "trainable": 100, "share": 0.05,
+            "adapter_bytes": 4000 if method != "full" else None, "settings": {"seed": seed},
+            "rollouts": {"stack": entry, "mean": entry}}
+
+
+def test_processes_sharing_out_keep_each_others_cells(tmp_path):
+    path = tmp_path / "results.json"
+    first = {"cells": {}, "settings": {"seeds": [0]}}  # both read an empty folder, then each adds its seed
+    second = {"cells": {}, "settings": {"seeds": [1]}}
+    first["cells"]["full/10/0"] = cell("full", 10, 0, 2)
+    save(path, first)
+    second["cells"]["full/10/1"] = cell("full", 10, 1, 4)
+    save(path, second)
+    first["cells"]["full/25/0"] = cell("full", 25, 0, 5)
+    save(path, first)
+    on_disk = json.loads(path.read_text())
+    assert set(on_disk["cells"]) == {"full/10/0", "full/10/1", "full/25/0"}
+    assert not path.with_suffix(".tmp").exists()
+
+    table = markdown(on_disk)
+    assert "| 10 | full | 20% / 40% | **30%** (20-40) |" in table  # mean and range over the two seeds
+    assert "| 25 | full | 50% | **50%** (50-50) |" in table
+    plot(on_disk, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("bad", [{"rank": {"full": 8}}, {"methods": ("lora_big",)}, {"block": "test"}])
+def test_bad_settings_are_named_before_any_work(tmp_path, bad):
+    with pytest.raises(UserError, match="--rank only for the lora ones|block"):
+        main(Args(**{"out": tmp_path, **bad}))
+    assert not (tmp_path / "results.json").exists()
