@@ -54,7 +54,7 @@ class RandomPolicy:
 def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_SEED_START, num_envs: int = 4,
              replan_every: int = REPLAN_EVERY, env_config: dict | None = None, progress: bool = True,
              video_dir: Path | None = None, videos_per_family: int = 3, commit_gripper: bool = True,
-             first: int = 0) -> dict:
+             first: int = 0, scenes: dict[str, list[int]] | None = None) -> dict:
     """Run `episodes` per family, `num_envs` at a time in an AsyncVectorEnv; the policy acts on the batch
     (`act_batch`) and a ChunkExecutor per env turns chunks into actions. policy="expert" runs each family's
     scripted expert instead: it plans from the simulator's state, so in this process, one env, cameras off.
@@ -67,7 +67,8 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
     "swap_success" and the "task" it was given), the original goal staying in "success".
     commit_gripper: plans that switch the gripper run through the switch (ChunkExecutor).
     first: skip each family's first episodes (a part of a fanned-out evaluation, embodied.evaluation.fanout: with
-    `first` a multiple of num_envs, its waves, and so its episodes, are those of the whole run)."""
+    `first` a multiple of num_envs, its waves, and so its episodes, are those of the whole run).
+    scenes: {family: `episodes` seeds} to play instead of the block's (a demonstration's own scene, for one)."""
     import gymnasium as gym
 
     from embodied.envs import expert_for, gym_id, make_vector_env
@@ -90,7 +91,12 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
         if isinstance(actor, RandomPolicy):
             actor.action_dim = venv.single_action_space.shape[0]
         runs, filmed = [], 0
-        family_seeds = scene_seeds(seed_start, family, first + episodes + n_envs)[first:]  # a last wave runs full
+        if scenes:
+            if len(scenes[family]) != episodes:
+                raise ValueError(f"scenes[{family!r}] holds {len(scenes[family])} seeds; expected {episodes}")
+            family_seeds = [*scenes[family], *[scenes[family][-1]] * n_envs]  # a last wave runs full
+        else:
+            family_seeds = scene_seeds(seed_start, family, first + episodes + n_envs)[first:]
         for wave in range(0, episodes, n_envs):
             seeds = family_seeds[wave:wave + n_envs]
             keep = min(n_envs, episodes - wave)

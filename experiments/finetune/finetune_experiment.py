@@ -66,6 +66,9 @@ class Args:
     """Evaluation scenes per family and cell."""
     block: str = "report"
     """Evaluation seed block: report (the table) or selection (choosing settings)."""
+    demo_scenes: int = 5
+    """Also play each cell's first this many demonstrations' own scenes per family: fitting them and failing new
+    scenes is memorizing; failing them too, the fine-tune has not learned the family at all (0 = skip)."""
     forget_episodes: int = 10
     """Scenes per base family for the adapter off/on comparison (0 = skip)."""
     out: Path = Path("policies/runs/transfer")
@@ -99,7 +102,12 @@ def main(args: Args) -> None:
                 key = f"{method}/{n}/{seed}"
                 if results["cells"].get(key, {}).get("settings") != cell_settings(args, method, seed):
                     results["cells"][key] = run_cell(args, method, n, seed, out)
-                    save(results_path, results)
+                    save(results_path, results, key)
+                cell, k = results["cells"][key], args.demo_scenes
+                if k and cell.get("demo_scenes", {}).get("mean", {}).get("episodes") != k * (len(cell["rollouts"]) - 1):
+                    policy = load_cell(out / run_name(method, n, seed))
+                    cell["demo_scenes"] = evaluate_cell(policy, k, args.block, demo_seeds(store, n, k))
+                    save(results_path, results, key)
                 print(f"{key}: mean {100 * results['cells'][key]['rollouts']['mean']['success']:.0f}%")
     lora = next((m for m in ("lora_vision", "lora") if m in args.methods), None)
     if args.forget_episodes and lora:
@@ -114,11 +122,11 @@ def main(args: Args) -> None:
     print(f"wrote {results_path}, results.md, results.png")
 
 
-def save(path: Path, results: dict) -> None:
-    """Write results.json, keeping the cells another process added since it was read: two processes running
-    other seeds or methods into the same --out keep each other's cells."""
-    if path.exists():
-        results["cells"] = {**json.loads(path.read_text())["cells"], **results["cells"]}
+def save(path: Path, results: dict, *keys: str) -> None:
+    """Write results.json with the cells `keys` new or changed, keeping every other cell as it is on disk: two
+    processes running other seeds or methods into the same --out keep each other's cells."""
+    on_disk = json.loads(path.read_text())["cells"] if path.exists() else {}
+    results["cells"] = {**results["cells"], **on_disk, **{k: results["cells"][k] for k in keys}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2))
     tmp.replace(path)
@@ -178,12 +186,24 @@ def env_config(policy) -> dict:
             "split": "train"}
 
 
-def evaluate_cell(policy, episodes: int, block: str) -> dict:
+def evaluate_cell(policy, episodes: int, block: str, scenes: dict[str, list[int]] | None = None) -> dict:
     from embodied.data.recipes import load_recipe
     from embodied.evaluation.rollouts import SEED_BLOCKS, evaluate
 
     families = load_recipe("finetune_heldout").families
-    return evaluate(policy, families, episodes, seed_start=SEED_BLOCKS[block], env_config=env_config(policy))
+    return evaluate(policy, families, episodes, seed_start=SEED_BLOCKS[block], env_config=env_config(policy),
+                    scenes=scenes)
+
+
+def demo_seeds(store_path: Path, n: int, k: int) -> dict[str, list[int]]:
+    """The scenes of the first k of the n demonstrations per family a cell trained on."""
+    from embodied.data.store import EpisodeStore
+    from embodied.training.finetune import few_episodes
+
+    store = EpisodeStore.open(store_path)
+    train = few_episodes(store, n)[0]
+    families, seeds = store.meta("family")[train], store.meta("seed")[train]
+    return {f: [int(s) for s in seeds[families == f][:k]] for f in sorted(set(families.tolist()))}
 
 
 def forgetting(run: Path, episodes: int, block: str) -> dict:
@@ -211,7 +231,8 @@ def markdown(results: dict) -> str:
     if not cells:
         return "no cells yet\n"
     families = [f for f in next(iter(cells.values()))[0]["rollouts"] if f != "mean"]
-    head = ["N", "method", *families, "mean (range over seeds)", "per seed [95%]", "trainable", "adapter", "wall"]
+    head = ["N", "method", *families, "mean (range over seeds)", "per seed [95%]", "demo scenes", "trainable",
+            "adapter", "wall"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (method, n), cs in cells.items():
         per_family = [" / ".join(f"{100 * c['rollouts'][f]['success']:.0f}%" for c in cs) for f in families]
@@ -221,6 +242,8 @@ def markdown(results: dict) -> str:
                                         f"**{100 * np.mean(means):.0f}%** "
                                         f"({100 * min(means):.0f}-{100 * max(means):.0f})",
                                         ", ".join(rate(c["rollouts"]["mean"]) for c in cs),
+                                        " / ".join(f"{100 * c['demo_scenes']['mean']['success']:.0f}%"
+                                                   for c in cs if "demo_scenes" in c) or "-",
                                         f"{cs[0]['trainable']:,} ({100 * cs[0]['share']:.1f}%)", size,
                                         f"{np.mean([c['wall_s'] for c in cs]) / 60:.1f} min"]) + " |")
     if "forgetting" in results:

@@ -25,18 +25,23 @@ def test_processes_sharing_out_keep_each_others_cells(tmp_path):
     first = {"cells": {}, "settings": {"seeds": [0]}}  # both read an empty folder, then each adds its seed
     second = {"cells": {}, "settings": {"seeds": [1]}}
     first["cells"]["full/10/0"] = cell("full", 10, 0, 2)
-    save(path, first)
+    save(path, first, "full/10/0")
     second["cells"]["full/10/1"] = cell("full", 10, 1, 4)
-    save(path, second)
-    first["cells"]["full/25/0"] = cell("full", 25, 0, 5)
-    save(path, first)
+    save(path, second, "full/10/1")
+    first["cells"]["full/25/0"] = cell("full", 25, 0, 5) | {"demo_scenes": {"mean": {"success": 0.8}}}
+    save(path, first, "full/25/0")
+    first["cells"]["full/10/0"]["demo_scenes"] = {"mean": {"success": 0.3}}  # a cell updated in place ...
+    save(path, first, "full/10/0")
+    second["cells"]["full/50/1"] = cell("full", 50, 1, 6)  # ... outlives the other process's stale copy
+    save(path, second, "full/50/1")
     on_disk = json.loads(path.read_text())
-    assert set(on_disk["cells"]) == {"full/10/0", "full/10/1", "full/25/0"}
+    assert set(on_disk["cells"]) == {"full/10/0", "full/10/1", "full/25/0", "full/50/1"}
+    assert on_disk["cells"]["full/10/0"]["demo_scenes"]["mean"]["success"] == 0.3
     assert not path.with_suffix(".tmp").exists()
 
     table = markdown(on_disk)
     assert "| 10 | full | 20% / 40% | **30%** (20-40) |" in table  # mean and range over the two seeds
-    assert "| 25 | full | 50% | **50%** (50-50) |" in table
+    assert "| 25 | full | 50% | **50%** (50-50) | 50% [0-100] | 80% |" in table  # its demonstrations' own scenes
     plot(on_disk, tmp_path / "results.png")
     assert (tmp_path / "results.png").stat().st_size > 0
 

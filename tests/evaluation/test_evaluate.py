@@ -115,3 +115,12 @@ def test_sign_test_counts_the_discordant_pairs_and_gives_the_exact_binomial_p():
     assert sign_test([True, False], [True, False])["p"] == 1.0  # no discordant pair says nothing
     with pytest.raises(ValueError, match="one to one"):
         sign_test([True], [True, False])
+
+
+def test_given_scenes_are_played_in_order_and_a_short_list_is_named():
+    from embodied.evaluation.rollouts import evaluate
+
+    result = evaluate("expert", ["reach"], 2, scenes={"reach": [123, 7]}, progress=False)
+    assert [r["seed"] for r in result["reach"]["runs"]] == [123, 7] and result["reach"]["success"] == 1.0
+    with pytest.raises(ValueError, match=r"scenes\['reach'\] holds 1 seeds; expected 2"):
+        evaluate("expert", ["reach"], 2, scenes={"reach": [123]}, progress=False)
