@@ -217,11 +217,12 @@ def forgetting(run: Path, episodes: int, block: str) -> dict:
 
 
 def grid(results: dict) -> dict[tuple[str, int], list[dict]]:
-    """(method, N) -> the cells of its training seeds."""
+    """(method, N) -> the cells of its training seeds, in seed order."""
     out: dict[tuple[str, int], list[dict]] = {}
     for c in results["cells"].values():
         out.setdefault((c["method"], c["n"]), []).append(c)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][1], list(METHODS).index(kv[0][0]))))
+    return {k: sorted(cs, key=lambda c: c["seed"])
+            for k, cs in sorted(out.items(), key=lambda kv: (kv[0][1], list(METHODS).index(kv[0][0])))}
 
 
 def markdown(results: dict) -> str:
