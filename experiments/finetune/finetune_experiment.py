@@ -12,12 +12,15 @@ Budget rule: the same optimizer steps and batch (so the same passes over the dem
 at a given N. Each cell is trained once per training seed; seed k fine-tunes the k-th base (the main job's
 training seeds) with fine-tuning seed k. Success on `--episodes` scenes per family of the report block (seeds no
 tuning looked at), training wordings, world v1, with 95% Wilson intervals; per cell the mean and range over the
-training seeds, trainable share, adapter size and wall time. Then the LoRA cell at the largest N on the base's
-own families, adapter off and on (forgetting). Writes results.json, results.md and results.png under --out.
+training seeds, trainable share, adapter size and wall time, and success on some of the cell's own
+demonstrations' scenes. Then the LoRA cell at the largest N on the base's own families, adapter off and on
+(forgetting). Writes results.json, results.md and results.png under --out.
 
-    python experiments/finetune/finetune_experiment.py                     # the report grid (~70 min on 2 cores)
-    python experiments/finetune/finetune_experiment.py --block selection --ns 10 --seeds 0 \\
-        --out policies/runs/transfer_selection                            # choosing settings
+    python experiments/finetune/finetune_experiment.py                     # the report grid (18 cells, ~3 h on 2 cores)
+    OMP_NUM_THREADS=1 python experiments/finetune/finetune_experiment.py --seeds 0 &   # the same in ~95 min:
+    OMP_NUM_THREADS=1 python experiments/finetune/finetune_experiment.py --seeds 1     # one process per seed
+    python experiments/finetune/finetune_experiment.py --block selection --ns 10 --seeds 0 --methods full \\
+        --lr full 3e-4 --out policies/runs/tsel/full_3e-4                  # choosing settings
 
 Cells already in results.json (with the same settings) are kept: an interrupted experiment continues. Two
 processes may share --out when they run different seeds (each re-reads results.json before adding a cell).
@@ -47,19 +50,22 @@ METHODS = {
 
 @dataclass
 class Args:
-    bases: tuple[Path, ...] = (Path("policies/runs/v1_A"), Path("policies/runs/v1_B"))
-    """The pretrained runs (the main job's, one per training seed); seed k uses bases[k % len(bases)]."""
+    bases: tuple[Path, ...] = (Path("policies/runs/loop_A"), Path("policies/runs/loop_B"))
+    """The pretrained runs, one per training seed (the main job: scripts/train_vla.py --name loop_A --seed 0, loop_B
+    --seed 1); seed k uses bases[k % len(bases)]."""
     dataset: str = "finetune_heldout"
     ns: tuple[int, ...] = (10, 25, 50)
     """Demonstrations per family."""
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = ("scratch", "full", "lora_vision")
+    """Among METHODS (lora, the backbone alone, was measured on the first bases: README)."""
     seeds: tuple[int, ...] = (0, 1)
     """Training seeds per cell."""
     steps: int = 1000
     """Optimizer steps per cell, the same for every method."""
     batch_size: int = 32
-    lr: dict[str, float] = field(default_factory=dict)
-    """Per-method learning rate, e.g. --lr full 3e-4 (default: scripts/finetune.py's, 1e-3 and 1e-4 for full)."""
+    lr: dict[str, float] = field(default_factory=lambda: {"full": 1e-3, "lora_vision": 3e-3})
+    """Per-method learning rate, e.g. --lr full 3e-4 (chosen on the selection block, README; a method not named
+    here takes scripts/finetune.py's: 1e-3, 1e-4 for full)."""
     rank: dict[str, int] = field(default_factory=dict)
     """Per-method LoRA rank instead of METHODS', e.g. --rank lora_vision 8 (a rank sweep on the selection block)."""
     episodes: int = 30
