@@ -12,6 +12,8 @@ from finetune_experiment import Args, main, markdown, plot, save  # noqa: E402
 
 from embodied.errors import UserError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a study's test: make test (CI) runs it, make test-fast does not
+
 
 def cell(method: str, n: int, seed: int, wins: int) -> dict:
     entry = {"success": wins / 10, "episodes": 10, "ci95": [0.0, 1.0]}
