@@ -92,8 +92,8 @@ def evaluate(policy, families: list[str], episodes: int, seed_start: int = EVAL_
             actor.action_dim = venv.single_action_space.shape[0]
         runs, filmed = [], 0
         if scenes:
-            if len(scenes[family]) != episodes:
-                raise ValueError(f"scenes[{family!r}] holds {len(scenes[family])} seeds; expected {episodes}")
+            if len(scenes.get(family, ())) != episodes:
+                raise ValueError(f"scenes[{family!r}] holds {len(scenes.get(family, ()))} seeds; expected {episodes}")
             family_seeds = [*scenes[family], *[scenes[family][-1]] * n_envs]  # a last wave runs full
         else:
             family_seeds = scene_seeds(seed_start, family, first + episodes + n_envs)[first:]

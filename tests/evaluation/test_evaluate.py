@@ -124,3 +124,5 @@ def test_given_scenes_are_played_in_order_and_a_short_list_is_named():
     assert [r["seed"] for r in result["reach"]["runs"]] == [123, 7] and result["reach"]["success"] == 1.0
     with pytest.raises(ValueError, match=r"scenes\['reach'\] holds 1 seeds; expected 2"):
         evaluate("expert", ["reach"], 2, scenes={"reach": [123]}, progress=False)
+    with pytest.raises(ValueError, match=r"scenes\['reach'\] holds 0 seeds; expected 2"):  # a family left out
+        evaluate("expert", ["reach"], 2, scenes={"pick": [1, 2]}, progress=False)
