@@ -112,14 +112,15 @@ def main(args: Args) -> None:
                 cell, k = results["cells"][key], args.demo_scenes
                 if k and cell.get("demo_scenes", {}).get("mean", {}).get("episodes") != k * (len(cell["rollouts"]) - 1):
                     policy = load_cell(out / run_name(method, n, seed))
-                    cell["demo_scenes"] = evaluate_cell(policy, k, args.block, demo_seeds(store, n, k))
+                    cell["demo_scenes"] = evaluate_cell(policy, args.dataset, k, args.block, demo_seeds(store, n, k))
                     save(results_path, results, key)
                 print(f"{key}: mean {100 * results['cells'][key]['rollouts']['mean']['success']:.0f}%")
     lora = next((m for m in ("lora_vision", "lora") if m in args.methods), None)
     if args.forget_episodes and lora:
         key = f"{lora}/{max(args.ns)}/{args.seeds[0]}"
         if results.get("forgetting", {}).get("cell") != key:
-            results["forgetting"] = forgetting(out / run_name(*key.split("/")), args.forget_episodes, args.block)
+            results["forgetting"] = forgetting(out / run_name(*key.split("/")), args.dataset, args.forget_episodes,
+                                               args.block)
             results["forgetting"]["cell"] = key
             save(results_path, results)
     (out / "results.md").write_text(markdown(results))
@@ -169,7 +170,8 @@ def run_cell(args: Args, method: str, n: int, seed: int, out: Path) -> dict:
     ckpt = out / name / "checkpoints" / f"step_{args.steps:06d}"
     policy = load_cell(out / name)
     cell = {"method": method, "n": n, "seed": seed, "wall_s": round(wall, 1),
-            "settings": cell_settings(args, method, seed), "rollouts": evaluate_cell(policy, args.episodes, args.block)}
+            "settings": cell_settings(args, method, seed),
+            "rollouts": evaluate_cell(policy, args.dataset, args.episodes, args.block)}
     if METHODS[method]["adapter"] == "lora":
         meta = json.loads((ckpt / "adapter" / "adapter.json").read_text())
         cell |= {"trainable": meta["trainable"], "share": meta["share"], "adapter_bytes": meta["size_bytes"]}
@@ -187,18 +189,22 @@ def load_cell(run: Path):
     return VLAPolicy.load(resolve_checkpoint(run, "cell"))
 
 
-def env_config(policy) -> dict:
-    return {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"]), "version": 1,
-            "split": "train"}
+def world(dataset: str) -> dict:
+    """The env settings besides cameras the dataset's demonstrations were made in (tabletop: world version and
+    instruction split; Meta-World: none)."""
+    from embodied.data.recipes import load_recipe
+
+    return {k: v for k, v in load_recipe(dataset).env_config().items() if k not in ("image_size", "cameras")}
 
 
-def evaluate_cell(policy, episodes: int, block: str, scenes: dict[str, list[int]] | None = None) -> dict:
+def evaluate_cell(policy, dataset: str, episodes: int, block: str, scenes: dict[str, list[int]] | None = None) -> dict:
+    """The dataset's families (tabletop families or Meta-World tasks) in its world, with the policy's cameras."""
     from embodied.data.recipes import load_recipe
     from embodied.evaluation.rollouts import SEED_BLOCKS, evaluate
 
-    families = load_recipe("finetune_heldout").families
-    return evaluate(policy, families, episodes, seed_start=SEED_BLOCKS[block], env_config=env_config(policy),
-                    scenes=scenes)
+    env_config = {"image_size": tuple(policy.spec["image_size"]), "cameras": tuple(policy.spec["cameras"])}
+    return evaluate(policy, load_recipe(dataset).families, episodes, seed_start=SEED_BLOCKS[block],
+                    env_config=env_config | world(dataset), scenes=scenes)
 
 
 def demo_seeds(store_path: Path, n: int, k: int) -> dict[str, list[int]]:
@@ -212,12 +218,12 @@ def demo_seeds(store_path: Path, n: int, k: int) -> dict[str, list[int]]:
     return {f: [int(s) for s in seeds[families == f][:k]] for f in sorted(set(families.tolist()))}
 
 
-def forgetting(run: Path, episodes: int, block: str) -> dict:
+def forgetting(run: Path, dataset: str, episodes: int, block: str) -> dict:
     """The base's own (pretraining) families with the adapter off (the bare base) and on, on the same scenes."""
     from embodied.evaluation.rollouts import SEED_BLOCKS
     from embodied.training.finetune import compare_with_base
 
-    compared = compare_with_base(run, [], episodes, {"version": 1, "split": "train"}, SEED_BLOCKS[block])
+    compared = compare_with_base(run, [], episodes, world(dataset), SEED_BLOCKS[block])
     off, on = compared["columns"].values()
     return {"adapter_off": off, "adapter_on": on}
 
@@ -279,8 +285,8 @@ def plot(results: dict, out: Path) -> None:
         mean = np.array([100 * np.mean(s) for _, s in points])
         lo, hi = (np.array([100 * f(s) for _, s in points]) for f in (np.min, np.max))
         ax.errorbar(ns, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, label=method)
-    ax.set(title="held-out families: success (mean, range over training seeds)", xlabel="demonstrations per family",
-           ylabel="success %", ylim=(-3, 103))
+    ax.set(title=f"{results['settings']['dataset']}: success (mean, range over training seeds)",
+           xlabel="demonstrations per family", ylabel="success %", ylim=(-3, 103))
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=90)

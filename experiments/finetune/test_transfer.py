@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune_experiment import Args, main, markdown, plot, save  # noqa: E402
+from finetune_experiment import Args, main, markdown, plot, save, world  # noqa: E402
 
 from embodied.errors import UserError  # noqa: E402
 
@@ -44,7 +44,7 @@ def test_processes_sharing_out_keep_each_others_cells(tmp_path):
     table = markdown(on_disk)
     assert "| 10 | full | 20% / 40% | **30%** (20-40) |" in table  # mean and range over the two seeds
     assert "| 25 | full | 50% | **50%** (50-50) | 50% [0-100] | 80% |" in table  # its demonstrations' own scenes
-    plot(on_disk, tmp_path / "results.png")
+    plot(on_disk | {"settings": {"dataset": "finetune_heldout"}}, tmp_path / "results.png")
     assert (tmp_path / "results.png").stat().st_size > 0
 
 
@@ -53,3 +53,7 @@ def test_bad_settings_are_named_before_any_work(tmp_path, bad):
     with pytest.raises(UserError, match="--rank only for the lora ones|block"):
         main(Args(**{"out": tmp_path, **bad}))
     assert not (tmp_path / "results.json").exists()
+
+
+def test_cells_play_the_world_their_demonstrations_were_made_in():
+    assert world("finetune_heldout") == {"split": "train", "version": 1}  # not the old world v0, nor held-out words

@@ -29,13 +29,15 @@ def test_experiment_script_runs_every_path(tmp_path):
            "--labelled", str(tmp_path / "l.yaml"), "--video", str(tmp_path / "v.yaml"),
            "--fewshot", str(tmp_path / "f.yaml"), "--stores", str(tmp_path),
            "--ns", "2", "--model-steps", "3", "--pretrain-steps", "2", "--finetune-steps", "2", "--batch-size", "8",
-           "--episodes", "1", "--check-episodes", "1", "--out", str(out)]
+           "--episodes", "1", "--check-episodes", "1", "--video-on-top", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "seed0" / "results.json").read_text())
     assert set(results["cells"]) == {"none/2", "labelled/2", "idm/2", "latent/2"}
     assert results["cells"]["idm/2"]["rollouts"]["press_button"]["episodes"] == 1
     assert {"heldout", "video_domain"} <= set(results["video_models"]["idm"])
+    # --video-on-top: a video base's batch holds a whole labelled batch and as much video again
+    assert [results[f"pretrain/{m}"]["batch_size"] for m in ("labelled", "idm", "latent")] == [8, 16, 16]
     table = (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 0 and "| 2 | latent |" in table and "of 1; p = " in table
 

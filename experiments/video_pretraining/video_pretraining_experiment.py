@@ -74,6 +74,9 @@ class Args:
     """Share of every pretraining batch from the video (idm, latent)."""
     video_weight: float = 0.5
     """Loss weight of video samples."""
+    video_on_top: bool = False
+    """Video bases add the video on top of a whole labelled batch (batch_size / (1 - video_fraction) samples), so
+    every base sees the same labelled samples; without it the video takes its share of the same batch."""
     episodes: int = 30
     """Evaluation scenes per held-out task and cell."""
     block: str = "report"
@@ -200,15 +203,16 @@ def pretrain(args: Args, seed: int, stores: dict, video: Path | None, method: st
     from embodied.training.config import TrainConfig
     from embodied.training.run import run
 
+    batch = round(args.batch_size / (1 - args.video_fraction)) if video and args.video_on_top else args.batch_size
     cfg = TrainConfig(name=f"pretrain_{method}", preset=args.preset, dataset=args.labelled, store=stores[args.labelled],
-                      steps=args.pretrain_steps, batch_size=args.batch_size, video_store=video,
+                      steps=args.pretrain_steps, batch_size=batch, video_store=video,
                       video_fraction=args.video_fraction,
                       video_weight=args.video_weight, eval_every=0, final_eval_episodes=0, random_baseline=False,
                       ckpt_every=args.pretrain_steps, out=out, fresh=True, seed=seed,
                       start_boost=1, release_boost=1)  # as measured (README); the main job's boosts came later
     start = time.perf_counter()
     run(cfg)
-    return {"wall_s": round(time.perf_counter() - start, 1)}
+    return {"wall_s": round(time.perf_counter() - start, 1), "batch_size": batch}
 
 
 def finetune(args: Args, seed: int, stores: dict, method: str, n: int, out: Path) -> dict:
