@@ -291,9 +291,14 @@ def markdown(seeds: list[dict]) -> str:
             if k.startswith("pretrain/"):
                 walls.setdefault(k.split("/")[1], []).append(v["wall_s"])
     if walls:
-        lines += ["", f"Pretraining: {s['pretrain_steps']} steps of {s['batch_size']} for every base; with video, "
-                      f"{s['video_fraction']:.0%} of each batch is video (weight {s['video_weight']}), so those bases "
-                      "see fewer demonstration samples. Wall time (mean over seeds): "
+        video = (f"a video base's batch grows to {round(s['batch_size'] / (1 - s['video_fraction']))}, its "
+                 f"{s['video_fraction']:.0%} video (weight {s['video_weight']}) on top of the same demonstration "
+                 "samples"
+                 if s.get("video_on_top") else
+                 f"with video, {s['video_fraction']:.0%} of each batch is video (weight {s['video_weight']}), so those "
+                 "bases see fewer demonstration samples")
+        lines += ["", f"Pretraining: {s['pretrain_steps']} steps of {s['batch_size']} demonstration windows for every "
+                      f"base; {video}. Wall time (mean over seeds): "
                       + ", ".join(f"{k} {np.mean(v) / 60:.1f} min" for k, v in walls.items())]
     lines += ["", f"Evaluation: {s['episodes']} scenes per family of the {s['block']} block, the same scenes for "
                   "every cell; training seeds " + ", ".join(str(r["settings"]["seed"]) for r in seeds) + "."]
