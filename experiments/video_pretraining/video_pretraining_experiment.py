@@ -150,7 +150,7 @@ def label_settings(args: Args, seed: int) -> dict:
 
 
 def settings(args: Args, seed: int) -> dict:
-    skip = ("ns", "methods", "seeds", "out")
+    skip = ("ns", "methods", "seeds", "out") + (() if args.video_on_top else ("video_on_top",))  # older runs resume
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in skip} | {"seed": seed}
 
 
