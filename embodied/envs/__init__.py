@@ -31,9 +31,10 @@ for _version in load_suite()["worlds"]:
         register(env_id(_family, _version), entry_point=ENTRY, kwargs={"task": _family, "version": _version},
                  max_episode_steps=load_suite()["families"][_family]["max_steps"])
 
-# {'reach-v3': 'embodied/MetaWorld-ReachV3-v0', ...}; empty without metaworld (it pins another MuJoCo)
+# {'reach-v3': 'embodied/MetaWorld-ReachV3-v0', ...}; empty without metaworld (it pins another MuJoCo). A folder
+# named metaworld on the path is a namespace package without an origin, not the package.
 METAWORLD_IDS: dict[str, str] = {}
-if importlib.util.find_spec("metaworld") is not None:
+if getattr(importlib.util.find_spec("metaworld"), "origin", None) is not None:
     from embodied.envs.metaworld import register_envs
 
     METAWORLD_IDS = register_envs()

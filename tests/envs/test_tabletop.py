@@ -171,6 +171,16 @@ def test_unknown_task_names_what_is_available():
         envs.make_vector_env("juggle", num_envs=1)  # in this process, before any worker starts
 
 
+def test_a_folder_named_metaworld_is_not_the_package(tmp_path):
+    """A results folder called metaworld on the path (pytest puts test folders there) must not switch Meta-World on
+    where the package is missing: that import fails."""
+    (tmp_path / "metaworld").mkdir()
+    code = "import embodied.envs as e; print(len(e.METAWORLD_IDS), e.gym_id('reach'))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(len(envs.METAWORLD_IDS)), "embodied/Reach-v1"]
+
+
 @pytest.mark.parametrize("overrides, field", [
     ({"image_size": (0, 0)}, "image_size"), ({"image_size": (96,)}, "image_size"),
     ({"render_size": (64, -1)}, "render_size"), ({"ctrl_dt": 0}, "ctrl_dt"), ({"sim_dt": float("nan")}, "sim_dt"),
