@@ -203,7 +203,7 @@ def pretrain(args: Args, seed: int, stores: dict, video: Path | None, method: st
     from embodied.training.config import TrainConfig
     from embodied.training.run import run
 
-    batch = round(args.batch_size / (1 - args.video_fraction)) if video and args.video_on_top else args.batch_size
+    batch = on_top_batch(args.batch_size, args.video_fraction) if video and args.video_on_top else args.batch_size
     cfg = TrainConfig(name=f"pretrain_{method}", preset=args.preset, dataset=args.labelled, store=stores[args.labelled],
                       steps=args.pretrain_steps, batch_size=batch, video_store=video,
                       video_fraction=args.video_fraction,
@@ -213,6 +213,11 @@ def pretrain(args: Args, seed: int, stores: dict, video: Path | None, method: st
     start = time.perf_counter()
     run(cfg)
     return {"wall_s": round(time.perf_counter() - start, 1), "batch_size": batch}
+
+
+def on_top_batch(batch_size: int, video_fraction: float) -> int:
+    """A --video-on-top base's batch: `batch_size` demonstration windows (on average) plus its video share."""
+    return round(batch_size / (1 - video_fraction))
 
 
 def finetune(args: Args, seed: int, stores: dict, method: str, n: int, out: Path) -> dict:
@@ -291,7 +296,7 @@ def markdown(seeds: list[dict]) -> str:
             if k.startswith("pretrain/"):
                 walls.setdefault(k.split("/")[1], []).append(v["wall_s"])
     if walls:
-        video = (f"a video base's batch grows to {round(s['batch_size'] / (1 - s['video_fraction']))}, its "
+        video = (f"a video base's batch grows to {on_top_batch(s['batch_size'], s['video_fraction'])}, its "
                  f"{s['video_fraction']:.0%} video (weight {s['video_weight']}) on top of the same demonstration "
                  "samples"
                  if s.get("video_on_top") else

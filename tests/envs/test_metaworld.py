@@ -1,11 +1,12 @@
 """Meta-World v3 adapter. metaworld pins mujoco==3.3.0, so these run in their own env: `make test-metaworld`."""
 
-import importlib.util
-
 import pytest
 
-# find_spec, not importorskip: importing metaworld first would load MuJoCo before embodied picks its GL backend
-if getattr(importlib.util.find_spec("metaworld"), "origin", None) is None:  # None, or a folder of that name
+from embodied.envs import METAWORLD_IDS
+
+# embodied's own check, not importorskip: importing metaworld first would load MuJoCo before embodied picks its GL
+# backend
+if not METAWORLD_IDS:
     pytest.skip("metaworld is not installed here: it pins mujoco==3.3.0, so it has its own env "
                 "(`make test-metaworld` builds it and runs these tests)", allow_module_level=True)
 
