@@ -45,6 +45,9 @@ class Idm:
     calibrate: bool = False
     """Give the labels the spread of the true actions per dimension, fit on the held-out demonstrations (the
     model's labels are smaller moves than the true ones; see experiments/video_pretraining/README.md)."""
+    keep: float = 1.0
+    """Share of the frames' labels to keep: those whose overlapping pair predictions agree most; the rest are
+    written as unknown and masked out in training (1: keep all)."""
 
     def run(self) -> None:
         from embodied.video import idm, models
@@ -71,7 +74,7 @@ class Idm:
             report["check"] = idm.label_error(model, self.check, range(n), mean)
         _report(report)
         folder = self.model or models.save(model, repo_root() / "policies" / "runs" / out.stem, report)
-        idm.label_store(model, self.video, out, source=str(folder))
+        idm.label_store(model, self.video, out, source=str(folder), keep=self.keep)
         print(f"wrote {out} (labels from {folder})")
 
 

@@ -3,7 +3,9 @@
     data/images/<camera>  uint8   (N, H, W, 3)   chunks of FRAMES_PER_CHUNK frames (Blosc-zstd), FRAMES_PER_SHARD
                                                  frames to a file (zarr v3 sharding; version 3)
     data/state            float32 (N, S)         NaN rows for episodes without states
-    data/action           float32 (N, A)         NaN rows for episodes without actions
+    data/action           float32 (N, A)         NaN rows for episodes without actions (and, in a store of
+                                                 pseudo-labels filtered by confidence, NaN for a label
+                                                 left out: `unknown_actions`)
     data/focus            float32 (N, 3)         where the named thing is relative to the gripper (m), from
                                                  the simulator: an auxiliary training target (NaN where
                                                  unknown; absent from version 1 stores)
@@ -239,6 +241,12 @@ class EpisodeStore:
             focus=focus if focus is not None and np.isfinite(focus).all() else None,
         )
 
+    @property
+    def unknown_actions(self) -> bool:
+        """Whether an action of a recorded episode may be NaN, not known: inverse-dynamics pseudo-labels
+        filtered by confidence (embodied.video.idm.label_store's keep); training masks those out."""
+        return "keep" in (self.attrs.get("pseudo_labels") or {})
+
     # ---- writing ------------------------------------------------------------------------------
     def append(self, ep: Episode) -> int:
         """Append one episode; returns its index. Validates before writing anything."""
@@ -286,7 +294,7 @@ class EpisodeStore:
                 continue
             if arr.shape != (t, dim):
                 raise StoreError(f"{name} has shape {arr.shape}; expected ({t}, {dim}) to match {t} frames")
-            if not np.all(np.isfinite(arr)):
+            if not np.all(np.isfinite(arr)) and not (name == "action" and self.unknown_actions):
                 raise StoreError(f"{name} contains NaN or inf")
         if t == 0:
             raise StoreError("episode has no frames")
@@ -306,9 +314,9 @@ class EpisodeStore:
             if len(rows) == 0:
                 out[name] = None
                 continue
-            q01, q99 = np.quantile(rows, [0.01, 0.99], axis=0)
-            out[name] = {"mean": rows.mean(0), "std": rows.std(0), "min": rows.min(0), "max": rows.max(0),
-                         "q01": q01, "q99": q99}
+            q01, q99 = np.nanquantile(rows, [0.01, 0.99], axis=0)  # NaN: a value not known (a filtered label)
+            out[name] = {"mean": np.nanmean(rows, 0), "std": np.nanstd(rows, 0), "min": np.nanmin(rows, 0),
+                         "max": np.nanmax(rows, 0), "q01": q01, "q99": q99}
             out[name] = {k: [float(x) for x in v] for k, v in out[name].items()}
         if self.writable:
             self.set_attrs(stats=out)
@@ -354,8 +362,8 @@ class EpisodeStore:
                 raise StoreError(f"{where}: data/{name} is {arr.dtype}; expected float32")
         has = self.meta("has_actions").astype(bool)
         if has.any():
-            rows = np.repeat(has, np.diff(np.concatenate([[0], ends])))
-            bad = ~np.isfinite(self.actions()[rows]).all(axis=1)
+            rows = self.actions()[np.repeat(has, np.diff(np.concatenate([[0], ends])))]
+            bad = (np.isinf(rows) if self.unknown_actions else ~np.isfinite(rows)).any(axis=1)
             if bad.any():
                 raise StoreError(f"{where}: {bad.sum()} action rows of recorded episodes are NaN or inf")
 

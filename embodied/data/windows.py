@@ -72,7 +72,8 @@ class WindowDataset(StoreDataset):
     state        float32 (T_o, S)
     action       float32 (H, A)   actions t .. t+H-1 (past the episode end: the last action repeats)
     action_mask  bool (H, A)      False where the target is padding past the end (with keep_gripper, True
-                                  for the gripper of a successful episode, which keeps its last command)
+                                  for the gripper of a successful episode, which keeps its last command) and
+                                  where the store's action is unknown (NaN; it reads 0 in `action`)
     focus        float32 (3,)     the named thing relative to the gripper at frame t (m; NaN if unknown)
     focus_px     {camera: float32 (2,)}  where the named thing appears in frame t's image, (x, y) in
                                   [-1, 1] of the width and height (left/top edge = -1); NaN where unknown:
@@ -172,6 +173,10 @@ class WindowDataset(StoreDataset):
         mask = np.repeat(mask[:, None], actions.shape[1], 1)  # (H, A)
         if self._success[ep] and self._grip is not None and not mask.all():
             mask[:, self._grip] = True  # the last action repeats: the gripper keeps its command
+        known = np.isfinite(actions)
+        if not known.all():  # an unknown action (NaN: a pseudo-label filtered out) is no target
+            mask &= known
+            actions = np.where(known, actions, 0).astype(np.float32)
         return {
             "images": images,
             "state": self.states[obs],

@@ -52,7 +52,7 @@ class InverseDynamics(nn.Module):
         with actions the model did not train on. An L1-trained model answers ambiguous
         motion with its middle, so its labels are smaller moves than the true ones, and a policy pretrained
         on them learns small moves. label_episode applies the map (then clips to the action bounds)."""
-        labels, true = labels_and_actions(self, store_path, episodes, calibrated=False)
+        labels, true, _ = labels_and_actions(self, store_path, episodes, calibrated=False)
         if len(true) < 2:
             raise UserError(f"{store_path}: calibration needs labelled frames; the {len(episodes)} episodes have "
                             f"{len(true)}")
@@ -109,31 +109,40 @@ def train_idm(store_path: str | Path, stride: int = 4, steps: int = 1500, batch:
 
 
 @torch.no_grad()
-def label_episode(model: InverseDynamics, images: dict[str, np.ndarray], calibrated: bool = True) -> np.ndarray:
-    """Actions (T, A) for one episode's frames {camera: uint8 (T, H, W, 3)}: every frame's action is the
-    mean of the predictions of all k-frame pairs that span it; the last action repeats the one before.
-    With a calibration (InverseDynamics.calibrate) and `calibrated`, it is applied and the labels clipped to
-    the action bounds."""
+def predict_episode(model: InverseDynamics, images: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (T, A) before any calibration, spread (T,)) for one episode's frames {camera: uint8 (T, H, W, 3)}.
+    Every frame's label is the mean of the predictions of all k-frame pairs that span it; the last label repeats
+    the one before. spread says how much those k predictions disagree: the mean over dimensions of their
+    standard deviation, in the model's normalized units ([-1, 1] spans an action's range); NaN where fewer than
+    two pairs span the frame (an episode's first frames)."""
     cams = model.meta["cameras"]
     frames = torch.from_numpy(np.stack([images[c] for c in cams], 1))  # (T, C, H, W, 3)
     t, k = len(frames), model.stride
-    total = np.zeros((t, model.action_dim), np.float64)
+    total, total_sq = np.zeros((t, model.action_dim)), np.zeros((t, model.action_dim))
     count = np.zeros(t)
     if t > k:
-        pred = []
-        for lo in range(0, t - k, 256):
-            hi = min(lo + 256, t - k)
-            pred.append(model.denormalize(model(frames[lo:hi], frames[lo + k: hi + k])).numpy())
-        pred = np.concatenate(pred)  # (T-k, k, A): pair starting at s predicts actions s .. s+k-1
+        pred = np.concatenate([model(frames[lo: min(lo + 256, t - k)], frames[lo + k: min(lo + 256, t - k) + k]).numpy()
+                               for lo in range(0, t - k, 256)])  # (T-k, k, A): pair s predicts actions s .. s+k-1
         for j in range(k):
             total[j: j + len(pred)] += pred[:, j]
+            total_sq[j: j + len(pred)] += pred[:, j] ** 2
             count[j: j + len(pred)] += 1
     known = count > 0
     if not known.any():
         raise TooShort(f"an episode of {t} frames is too short for inverse dynamics over {k} frames")
-    labels = total / np.maximum(count, 1)[:, None]
+    mean = total / np.maximum(count, 1)[:, None]
+    spread = np.sqrt(np.maximum(total_sq / np.maximum(count, 1)[:, None] - mean ** 2, 0)).mean(1)
+    spread[count < 2] = np.nan
     last = np.flatnonzero(known)[-1]
-    labels[last + 1:] = labels[last]
+    mean[last + 1:], spread[last + 1:] = mean[last], spread[last]
+    labels = model.denormalize(torch.from_numpy(mean).float()).numpy()
+    return labels, spread
+
+
+def label_episode(model: InverseDynamics, images: dict[str, np.ndarray], calibrated: bool = True) -> np.ndarray:
+    """Actions (T, A) for one episode's frames (predict_episode's labels). With a calibration
+    (InverseDynamics.calibrate) and `calibrated`, it is applied and the labels clipped to the action bounds."""
+    labels = predict_episode(model, images)[0]
     return (calibrate_labels(model, labels) if calibrated else labels).astype(np.float32)
 
 
@@ -147,30 +156,36 @@ def calibrate_labels(model: InverseDynamics, labels: np.ndarray) -> np.ndarray:
 
 
 def labels_and_actions(model: InverseDynamics, store_path: str | Path, episodes,
-                       calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, true actions), both (N, A), over the episodes' frames; episodes too short to label are left
-    out."""
+                       calibrated: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels (N, A), true actions (N, A), spread (N,)) over the episodes' frames (predict_episode); episodes
+    too short to label are left out."""
     store = EpisodeStore.open(store_path)
-    labels, true = [], []
+    labels, true, spread = [], [], []
     for e in episodes:
         ep = store.episode(int(e))
         if ep.action is None:
             raise UserError(f"{store_path}: episode {e} has no actions to compare labels with")
         if len(ep) > model.stride:
-            labels.append(label_episode(model, ep.images, calibrated))
+            raw, s = predict_episode(model, ep.images)
+            labels.append(calibrate_labels(model, raw) if calibrated else raw)
             true.append(ep.action)
+            spread.append(s)
     a = model.action_dim
-    return (np.concatenate(labels) if labels else np.zeros((0, a), np.float32),
-            np.concatenate(true) if true else np.zeros((0, a), np.float32))
+    if not labels:
+        return np.zeros((0, a), np.float32), np.zeros((0, a), np.float32), np.zeros(0)
+    return np.concatenate(labels).astype(np.float32), np.concatenate(true), np.concatenate(spread)
 
 
 def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_action) -> dict:
     """How the labels compare with the true actions over the episodes' frames (env units): mean |label -
     true| over all dimensions for the labels (`idm_error`, calibrated if the model is) and for a predictor
     that always answers the mean training action (`mean_error`); per dimension, the same and the spread of
-    labels and truth (std), for the labels as written and, with a calibration, as the model gives them."""
+    labels and truth (std), for the labels as written and, with a calibration, as the model gives them; and
+    `error_by_spread`: the labels' error over the frames in each quarter of the spread (predict_episode), from
+    the quarter where the k predictions agree most to the one where they agree least: whether the spread tells
+    good labels from bad (label_store's keep)."""
     names = list((model.meta.get("action_spec") or {}).get("names") or range(model.action_dim))
-    raw, true = labels_and_actions(model, store_path, episodes, calibrated=False)  # the model runs once
+    raw, true, spread = labels_and_actions(model, store_path, episodes, calibrated=False)  # the model runs once
     labels = calibrate_labels(model, raw)
     if not len(true):
         raise UserError(f"{store_path}: none of the {len(episodes)} episodes is longer than {model.stride} frames; "
@@ -187,15 +202,44 @@ def label_error(model: InverseDynamics, store_path: str | Path, episodes, mean_a
                  **{f"{k}_error": float(np.abs(v[:, d] - true[:, d]).mean()) for k, v in kinds.items()},
                  **{f"{k}_std": float(v[:, d].std()) for k, v in kinds.items()}}
         for d, n in enumerate(names)}
+    error, known = np.abs(labels - true).mean(1), np.isfinite(spread)
+    if known.sum() >= 4:
+        quarter = np.digitize(spread[known], np.quantile(spread[known], [0.25, 0.5, 0.75]))
+        report["error_by_spread"] = [float(error[known][quarter == q].mean()) for q in range(4)]
     return report
 
 
-def label_store(model: InverseDynamics, video: str | Path, out: str | Path, source: str = "") -> EpisodeStore:
+def label_store(model: InverseDynamics, video: str | Path, out: str | Path, source: str = "",
+                keep: float = 1.0) -> EpisodeStore:
     """A copy of the video store with inverse-dynamics actions in every episode (pseudo-labels: the store's
-    `pseudo_labels` attribute says so and where they came from)."""
+    `pseudo_labels` attribute says so and where they came from). keep < 1 keeps that share of the frames'
+    labels, those whose k pair predictions agree most (the lowest spread, predict_episode); the others are
+    written as unknown (NaN), and training masks them out. A frame fewer than two pairs span keeps its label."""
+    if not 0 < keep <= 1:
+        raise UserError(f"keep is the share of labels kept, in (0, 1]; got {keep}")
     store = EpisodeStore.open(video)
     check_fits(model.meta, store, video)
-    return write_labelled(store, Path(out), lambda i, ep: label_episode(model, ep.images), model.action_dim,
-                          model.meta["action_spec"],
-                          {"pseudo_labels": {"model": source or "inverse dynamics", "stride": model.stride}},
-                          desc="label video (inverse dynamics)")
+    predicted, threshold = {}, None
+    if keep < 1:  # the threshold needs every frame's spread first
+        for i in tqdm(range(store.num_episodes), desc="label video (inverse dynamics)", unit="ep"):
+            try:
+                predicted[i] = predict_episode(model, store.episode(i).images)
+            except TooShort:
+                continue
+        threshold = float(np.nanquantile(np.concatenate([s for _, s in predicted.values()]), keep))
+
+    def labels(i: int, ep) -> np.ndarray:
+        if keep < 1 and i not in predicted:
+            raise TooShort(f"episode {i} is too short for inverse dynamics")
+        raw, spread = predicted[i] if keep < 1 else predict_episode(model, ep.images)
+        out = calibrate_labels(model, raw)
+        if threshold is not None:
+            out[spread > threshold] = np.nan  # NaN spread (too few pairs): kept
+        return out
+
+    attrs = {"model": source or "inverse dynamics", "stride": model.stride}
+    if threshold is not None:
+        attrs |= {"keep": keep, "spread_threshold": threshold}
+    return write_labelled(store, Path(out), labels, model.action_dim, model.meta["action_spec"],
+                          {"pseudo_labels": attrs}, desc="write labelled video" if keep < 1 else
+                          "label video (inverse dynamics)")

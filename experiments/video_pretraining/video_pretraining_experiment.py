@@ -61,6 +61,9 @@ class Args:
     """Calibrate the inverse-dynamics labels' spread per dimension on held-out demonstrations."""
     labelled_share: float = 0.0
     """Share of the latent-action model's training episodes whose actions supervise its codes (LAOM: 0.025)."""
+    idm_keep: float = 1.0
+    """Share of the inverse-dynamics labels kept, those whose overlapping predictions agree most (the rest are
+    masked out in pretraining); 1 keeps all."""
     pretrain_steps: int = 1000
     finetune_steps: int = 400
     """Fine-tuning steps at N = 10; every N gets as many in proportion, so every cell makes the same passes over
@@ -143,15 +146,24 @@ def run_seed(args: Args, seed: int, stores: dict, folder: Path, out: Path) -> No
             print(f"seed {seed}, {key}: {summary(results['cells'][key])}")
 
 
+# Options added after runs were made: at these values they are left out of the settings, so those runs resume.
+LATER = {"video_on_top": False, "idm_keep": 1.0}
+
+
 def label_settings(args: Args, seed: int) -> dict:
     """What makes two labellings of the video the same."""
-    return {k: getattr(args, k) for k in ("labelled", "video", "model_steps", "batch_size", "check_episodes",
-                                          "calibrate", "labelled_share")} | {"seed": seed}
+    keys = ("labelled", "video", "model_steps", "batch_size", "check_episodes", "calibrate", "labelled_share",
+            "idm_keep")
+    return {k: getattr(args, k) for k in keys if not later_default(k, getattr(args, k))} | {"seed": seed}
 
 
 def settings(args: Args, seed: int) -> dict:
-    skip = ("ns", "methods", "seeds", "out") + (() if args.video_on_top else ("video_on_top",))  # older runs resume
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in skip} | {"seed": seed}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+            if k not in ("ns", "methods", "seeds", "out") and not later_default(k, v)} | {"seed": seed}
+
+
+def later_default(key: str, value) -> bool:
+    return key in LATER and LATER[key] == value
 
 
 def ensure_store(name: str, folder: Path, check: int = 0) -> Path:
@@ -174,14 +186,20 @@ def label_idm(args: Args, seed: int, stores: dict, check: Path, dest: Path, out:
     from embodied.data.store import EpisodeStore
     from embodied.video import idm, models
 
-    start = time.perf_counter()
-    model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size,
-                                  calibrate=args.calibrate, seed=seed)
+    start, saved = time.perf_counter(), out / "idm" / "model.json"
+    report = json.loads(saved.read_text())["report"] if saved.exists() else {}
+    model_settings = lambda s: {k: v for k, v in s.items() if k != "idm_keep"}  # noqa: E731
+    if model_settings(report.get("settings", {})) == model_settings(label_settings(args, seed)):
+        model = models.load(out / "idm")  # the same model: only which labels are kept changes
+    else:
+        model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size,
+                                      calibrate=args.calibrate, seed=seed)
+        report["wall_s"] = round(time.perf_counter() - start, 1)
     report["video_domain"] = idm.label_error(model, check, range(EpisodeStore.open(check).num_episodes),
                                              report["mean_action"])
-    report |= {"wall_s": round(time.perf_counter() - start, 1), "settings": label_settings(args, seed)}
+    report["settings"] = label_settings(args, seed)
     folder = models.save(model, out / "idm", report)
-    idm.label_store(model, stores[args.video], dest, source=str(folder))
+    idm.label_store(model, stores[args.video], dest, source=str(folder), keep=args.idm_keep)
     print(f"inverse dynamics: {json.dumps({k: v for k, v in report.items() if k != 'mean_action'})}")
     return report
 
@@ -283,6 +301,11 @@ def markdown(seeds: list[dict]) -> str:
                           f"{m['heldout']['idm_error']:.3f} (mean predictor {m['heldout']['mean_error']:.3f}); the "
                           f"video's look {m['video_domain']['idm_error']:.3f} (mean predictor "
                           f"{m['video_domain']['mean_error']:.3f}); {m['wall_s'] / 60:.1f} min"]
+            if "error_by_spread" in m["video_domain"]:
+                keep = m["settings"].get("idm_keep", 1.0)
+                lines[-1] += ("; the video's error by quarter of the pair predictions' spread, agreeing most to least: "
+                              + " / ".join(f"{e:.3f}" for e in m["video_domain"]["error_by_spread"])
+                              + f"; labels kept {keep:.0%}")
         if "latent" in models:
             m = models["latent"]
             h, p = m["heldout"], m.get("action_probe", {"codes_error": float("nan"), "mean_error": float("nan")})

@@ -1,6 +1,7 @@
 """Pretraining on action-free video: inverse dynamics, latent actions, labelled stores, the mixed loop and
 the experiment script end to end on tiny stores."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from embodied.data.collect import collect
 from embodied.data.recipes import Recipe
 from embodied.data.store import EpisodeStore
 from embodied.data.verify import verify
+from embodied.data.windows import WindowDataset
 from embodied.errors import UserError
 from embodied.policies.config import load_preset
 from embodied.policies.model import VLA
@@ -101,6 +103,39 @@ def test_labelled_stores_are_valid_stores_and_the_video_is_untouched(stores, tmp
     assert sorted(p.name for p in Path(stores["video"]).rglob("*")) == before
     with pytest.raises(UserError, match="already exists"):
         idm.label_store(model, stores["video"], tmp_path / "p.zarr")
+
+
+def test_labels_filtered_by_confidence_are_masked_out_in_training(stores, tmp_path):
+    model, _ = idm.train_idm(stores["labelled"], steps=2, batch=8, val_fraction=0.0, progress=False)
+    with pytest.raises(UserError, match="share of labels kept"):
+        idm.label_store(model, stores["video"], tmp_path / "bad.zarr", keep=0)
+    assert not (tmp_path / "bad.zarr").exists()
+    store = idm.label_store(model, stores["video"], tmp_path / "f.zarr", keep=0.6)
+    assert verify(store.path, progress=False).whole and store.attrs["pseudo_labels"]["keep"] == 0.6
+    actions = store.actions()
+    unknown = np.isnan(actions).any(1)
+    assert np.isnan(actions[unknown]).all()  # a frame's whole label, or none of it
+    first = np.r_[0, store.episode_ends[:-1]]  # one pair spans an episode's first frame: it keeps its label
+    assert not unknown[first].any()
+    assert abs(unknown.mean() - 0.4 * (1 - len(first) / len(unknown))) < 0.1, unknown.mean()
+    # label_error reports the error in each quarter of the spread (whether agreement tells good labels)
+    demos = idm.label_error(model, stores["labelled"], range(4), np.zeros(5))
+    assert len(demos["error_by_spread"]) == 4
+
+    windows = WindowDataset(store.path, action_horizon=4)
+    for i in np.flatnonzero(unknown)[:3]:
+        item = windows[int(i)]
+        assert not item["action_mask"][0].any() and (item["action"][0] == 0).all()
+    i = int(np.flatnonzero(~unknown[:-4] & ~unknown[1:-3])[5])  # a known frame with a known next one
+    item = windows[i]
+    assert item["action_mask"][:2].all()
+    np.testing.assert_array_equal(item["action"][:2], actions[i: i + 2])
+
+    cfg = TrainConfig(name="f", store=stores["labelled"], out=tmp_path, steps=3, batch_size=8, workers=0,
+                      eval_every=0, final_eval_episodes=0, warmup=1, video_store=store.path)
+    train(cfg, stores["labelled"], tmp_path)
+    loss = [float(r["loss"]) for r in csv.DictReader((tmp_path / "f/metrics.csv").open()) if r["loss"]]
+    assert loss and np.isfinite(loss).all(), loss
 
 
 def test_latent_queries_do_not_change_the_action_chunk():
