@@ -41,6 +41,19 @@ def test_experiment_script_runs_every_path(tmp_path):
     table = (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 0 and "| 2 | latent |" in table and "of 1; p = " in table
 
+    # --idm-keep relabels the video with the same inverse-dynamics model (not retrained) and keeps half the labels
+    weights = out / "seed0" / "idm" / "model.safetensors"
+    trained = weights.stat().st_mtime_ns
+    keep = [a for a in cmd if a != "--video-on-top"] + ["--methods", "idm", "--idm-keep", "0.5"]
+    done = subprocess.run(keep, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "seed0" / "results.json").read_text())
+    assert set(results["cells"]) == {"idm/2"} and results["settings"]["idm_keep"] == 0.5
+    assert results["video_models"]["idm"]["settings"]["idm_keep"] == 0.5
+    assert len(results["video_models"]["idm"]["video_domain"]["error_by_spread"]) == 4
+    labelled = json.loads((out / "seed0" / "video_idm.zarr" / "zarr.json").read_text())["attributes"]
+    assert labelled["pseudo_labels"]["keep"] == 0.5 and weights.stat().st_mtime_ns == trained
+
 
 def cell(method: str, seed: int, wins: list[bool]) -> dict:
     runs = [{"seed": 5_000_000 + i, "success": w} for i, w in enumerate(wins)]

@@ -189,7 +189,8 @@ def label_idm(args: Args, seed: int, stores: dict, check: Path, dest: Path, out:
     start, saved = time.perf_counter(), out / "idm" / "model.json"
     report = json.loads(saved.read_text())["report"] if saved.exists() else {}
     model_settings = lambda s: {k: v for k, v in s.items() if k != "idm_keep"}  # noqa: E731
-    if model_settings(report.get("settings", {})) == model_settings(label_settings(args, seed)):
+    reuse = model_settings(report.get("settings", {})) == model_settings(label_settings(args, seed))
+    if reuse:
         model = models.load(out / "idm")  # the same model: only which labels are kept changes
     else:
         model, report = idm.train_idm(stores[args.labelled], steps=args.model_steps, batch=args.batch_size,
@@ -198,8 +199,11 @@ def label_idm(args: Args, seed: int, stores: dict, check: Path, dest: Path, out:
     report["video_domain"] = idm.label_error(model, check, range(EpisodeStore.open(check).num_episodes),
                                              report["mean_action"])
     report["settings"] = label_settings(args, seed)
-    folder = models.save(model, out / "idm", report)
-    idm.label_store(model, stores[args.video], dest, source=str(folder), keep=args.idm_keep)
+    if reuse:  # its weights stay as they are
+        saved.write_text(json.dumps({**model.meta, "report": report}, indent=2))
+    else:
+        models.save(model, out / "idm", report)
+    idm.label_store(model, stores[args.video], dest, source=str(out / "idm"), keep=args.idm_keep)
     print(f"inverse dynamics: {json.dumps({k: v for k, v in report.items() if k != 'mean_action'})}")
     return report
 
