@@ -228,10 +228,8 @@ def label_store(model: InverseDynamics, video: str | Path, out: str | Path, sour
                 continue
         threshold = float(np.nanquantile(np.concatenate([s for _, s in predicted.values()]), keep))
 
-    def labels(i: int, ep) -> np.ndarray:
-        if keep < 1 and i not in predicted:
-            raise TooShort(f"episode {i} is too short for inverse dynamics")
-        raw, spread = predicted[i] if keep < 1 else predict_episode(model, ep.images)
+    def labels(i: int, ep) -> np.ndarray:  # an episode too short to predict raises TooShort here again
+        raw, spread = predicted.pop(i) if i in predicted else predict_episode(model, ep.images)
         out = calibrate_labels(model, raw)
         if threshold is not None:
             out[spread > threshold] = np.nan  # NaN spread (too few pairs): kept
